@@ -1,0 +1,385 @@
+"""Loaders for the three on-disk formats, format detection and writers for conversion.
+
+Formats:
+- ``mmrec``: a directory with ``<name>.inter`` (tab-separated ``userID itemID rating timestamp
+  x_label``; x_label 0/1/2 = train/valid/test) and any ``<modality>_feat.npy`` beside it.
+- ``matrices``: a directory with ``trnMat.pkl``, ``valMat.pkl``, ``tstMat.pkl`` (pickled scipy
+  sparse users x items) and any ``<modality>_feat.npy``.
+- ``raw``: a CSV/Parquet interaction log (user, item, optional rating/timestamp) + per-modality
+  ``.npy`` + an item-id file; binarised, deduplicated, k-core filtered and split per user.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cranerec.data.dataset import Dataset
+from cranerec.data.errors import DataError
+from cranerec.data.safe_pickle import load_sparse_pickle
+from cranerec.data.split import resolve_split_seed, kcore_filter, split_per_user
+from cranerec.data.validate import check_features, check_ids, check_no_duplicates, check_splits
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "mmrec", "matrices", "raw", "synthetic")
+MATRIX_FILES = {"train": "trnMat.pkl", "valid": "valMat.pkl", "test": "tstMat.pkl"}
+MMREC_COLUMNS = ["userID", "itemID", "rating", "timestamp", "x_label"]
+FEAT_SUFFIX = "_feat.npy"
+RAW_NAMES = ("interactions.csv", "interactions.parquet")
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read it.
+
+    ``path`` is a directory (or a raw CSV/Parquet file), or ``synthetic`` for the built-in
+    generated dataset. ``modalities``: names to load (``None`` = every ``<name>_feat.npy`` found,
+    ``[]`` = none). ``feature_files`` maps a modality name to a file name when it does not follow
+    ``<name>_feat.npy``. The raw-format settings (k-core, split) are ignored for fixed splits.
+    """
+
+    path: str = "synthetic"
+    format: str = "auto"
+    modalities: list[str] | None = None
+    feature_files: dict[str, str] = field(default_factory=dict)
+    inter_file: str | None = None
+    user_col: str = "user"
+    item_col: str = "item"
+    rating_col: str | None = None
+    min_rating: float | None = None
+    item_ids_file: str = "item_ids.txt"
+    user_min: int = 4
+    item_min: int = 0
+    split_seed: str = "9"
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    synthetic_seed: int = 0
+
+    def validate(self) -> None:
+        from cranerec.config import ConfigError
+
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r} is not one of {list(FORMATS)}")
+        if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or sum(self.split_ratios) <= 0:
+            raise ConfigError(f"split_ratios must be three non-negative numbers, got {self.split_ratios}")
+        if self.user_min < 1 or self.item_min < 0:
+            raise ConfigError("user_min must be >= 1 and item_min >= 0")
+        try:
+            resolve_split_seed(self.split_seed)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of ``path``: ``synthetic``, ``mmrec``, ``matrices`` or ``raw``."""
+    if str(path) == "synthetic":
+        return "synthetic"
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data path not found: {p}")
+    if p.is_file():
+        if p.suffix in (".csv", ".parquet", ".tsv"):
+            return "raw"
+        if p.suffix == ".inter":
+            return "mmrec"
+        raise DataError(f"{p}: cannot tell the data format from this file; pass a directory")
+    if list(p.glob("*.inter")):
+        return "mmrec"
+    if (p / MATRIX_FILES["train"]).exists():
+        return "matrices"
+    if any((p / n).exists() for n in RAW_NAMES):
+        return "raw"
+    raise DataError(
+        f"{p}: no known data format here (expected a <name>.inter file, trnMat.pkl/valMat.pkl/"
+        f"tstMat.pkl, or {' / '.join(RAW_NAMES)})"
+    )
+
+
+def load_dataset(config: DataConfig | None = None, **overrides) -> Dataset:
+    """Load the dataset a ``DataConfig`` describes (format detected unless given)."""
+    if config is None:
+        from cranerec.config import from_dict
+
+        config = from_dict(DataConfig, overrides)
+    fmt = detect_format(config.path) if config.format == "auto" else config.format
+    if fmt == "synthetic":
+        from cranerec.data.synthetic import make_synthetic
+
+        return make_synthetic(seed=config.synthetic_seed)
+    if fmt == "mmrec":
+        return load_mmrec(config)
+    if fmt == "matrices":
+        return load_matrices(config)
+    return load_raw(config)
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def _feature_files(directory: Path, config: DataConfig) -> dict[str, Path]:
+    """modality name -> file, from ``config.modalities``/``feature_files`` or by discovery."""
+    found = {p.name[: -len(FEAT_SUFFIX)]: p for p in sorted(directory.glob(f"*{FEAT_SUFFIX}"))}
+    found.update({name: directory / fname for name, fname in config.feature_files.items()})
+    if config.modalities is None:
+        return found
+    out = {}
+    for name in config.modalities:
+        path = found.get(name, directory / f"{name}{FEAT_SUFFIX}")
+        if not path.exists():
+            avail = ", ".join(sorted(found)) or "none"
+            raise DataError(f"missing file: {path} (modality {name!r}; modalities found: {avail})")
+        out[name] = path
+    return out
+
+
+def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    feats = {}
+    for name, path in files.items():
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a readable .npy array ({e})") from None
+        if not np.issubdtype(arr.dtype, np.number):
+            raise DataError(f"{path}: modality {name!r} has non-numeric dtype {arr.dtype}")
+        feats[name] = arr.astype(np.float32, copy=False)  # float16 on disk -> float32
+    return feats
+
+
+def _finish(name: str, splits: dict[str, sp.csr_matrix], user_ids: np.ndarray, item_ids: np.ndarray,
+            features: dict[str, np.ndarray], files: dict[str, Path], src: str) -> Dataset:
+    check_features(features, len(item_ids), {k: str(v) for k, v in files.items()})
+    check_splits(splits["train"], splits["valid"], splits["test"], src)
+    return Dataset(name=name, user_ids=user_ids, item_ids=item_ids, features=features, **splits)
+
+
+def _split_matrices(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int,
+                    n_items: int) -> dict[str, sp.csr_matrix]:
+    out = {}
+    for code, split in enumerate(("train", "valid", "test")):
+        sel = labels == code
+        out[split] = sp.csr_matrix(
+            (np.ones(sel.sum(), dtype=np.float32), (users[sel], items[sel])), shape=(n_users, n_items)
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- MMRec
+
+
+def load_mmrec(config: DataConfig) -> Dataset:
+    """Load an MMRec directory (``<name>.inter`` + ``<modality>_feat.npy``)."""
+    path = Path(config.path)
+    directory = path.parent if path.is_file() else path
+    if config.inter_file:
+        inter = directory / config.inter_file
+    elif path.is_file():
+        inter = path
+    else:
+        candidates = sorted(directory.glob("*.inter"))
+        if not candidates:
+            raise DataError(f"missing file: no <name>.inter in {directory}")
+        if len(candidates) > 1:
+            names = ", ".join(c.name for c in candidates)
+            raise DataError(f"{directory}: several .inter files ({names}); choose one with inter_file")
+        inter = candidates[0]
+    if not inter.is_file():
+        raise DataError(f"missing file: {inter}")
+    try:
+        df = pd.read_csv(inter, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{inter}: not a tab-separated file ({e})") from None
+    need = ["userID", "itemID", "x_label"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{inter}: missing column(s) {missing}; found {list(df.columns)}; expected a header "
+            f"with tab-separated {' '.join(MMREC_COLUMNS)}"
+        )
+    # Row numbers in messages are file lines: the header is line 1.
+    users = _int_column(df["userID"], inter, "userID")
+    items = _int_column(df["itemID"], inter, "itemID")
+    labels = _int_column(df["x_label"], inter, "x_label")
+    bad = np.nonzero(~np.isin(labels, [0, 1, 2]))[0]
+    if len(bad):
+        raise DataError(f"{inter}: row {bad[0] + 2}: x_label {labels[bad[0]]} is not 0, 1 or 2")
+    files = _feature_files(directory, config)
+    features = _load_features(files)
+    n_items_feat = {f.shape[0] for f in features.values()}
+    n_items = max(n_items_feat) if n_items_feat else None
+    n_users = check_ids(users, "user", str(inter), row_offset=2)
+    n_items = check_ids(items, "item", str(inter), row_offset=2, n=n_items)
+    check_no_duplicates(users * np.int64(n_items) + items, lambda i: f"row {i + 2}", str(inter))
+    splits = _split_matrices(users, items, labels, n_users, n_items)
+    name = inter.stem
+    return _finish(name, splits, np.arange(n_users), np.arange(n_items), features, files, str(inter))
+
+
+def _int_column(col: pd.Series, src: Path, name: str) -> np.ndarray:
+    values = pd.to_numeric(col, errors="coerce")
+    bad = np.nonzero(values.isna().to_numpy() | (values.to_numpy() % 1 != 0))[0]
+    if len(bad):
+        raise DataError(f"{src}: row {bad[0] + 2}: {name} {col.iloc[bad[0]]!r} is not an integer")
+    return values.to_numpy().astype(np.int64)
+
+
+def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None) -> Path:
+    """Write ``dataset`` as an MMRec directory; returns the ``.inter`` path."""
+    from cranerec.utils.io import atomic_write
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for code, split in enumerate(("train", "valid", "test")):
+        coo = dataset.split(split).tocoo()
+        rows.append(pd.DataFrame({
+            "userID": coo.row, "itemID": coo.col, "rating": 1, "timestamp": 0, "x_label": code,
+        }))  # fmt: skip
+    df = pd.concat(rows, ignore_index=True)
+    inter = directory / f"{name or dataset.name}.inter"
+    atomic_write(inter, lambda f: df.to_csv(f, sep="\t", index=False))
+    _save_features(dataset, directory)
+    return inter
+
+
+# ---------------------------------------------------------------------------- pickled matrices
+
+
+def load_matrices(config: DataConfig) -> Dataset:
+    """Load a pickled-matrix directory (``trnMat.pkl``/``valMat.pkl``/``tstMat.pkl``)."""
+    directory = Path(config.path)
+    coos = {split: load_sparse_pickle(directory / fname) for split, fname in MATRIX_FILES.items()}
+    shapes = {split: m.shape for split, m in coos.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"{directory}: the split matrices have different shapes: {shapes}")
+    n_users, n_items = coos["train"].shape
+    keys = {s: m.row.astype(np.int64) * n_items + m.col for s, m in coos.items()}
+    for split, fname in MATRIX_FILES.items():  # entry numbers name the COO entry in that file
+        check_no_duplicates(keys[split], lambda i: f"entry {i}", str(directory / fname))
+    offsets = np.cumsum([0] + [len(k) for k in keys.values()])
+    names = list(MATRIX_FILES.values())
+
+    def entry_name(i: int) -> str:
+        s = int(np.searchsorted(offsets, i, side="right")) - 1
+        return f"{names[s]} entry {i - offsets[s]}"
+
+    check_no_duplicates(np.concatenate(list(keys.values())), entry_name, str(directory))
+    files = _feature_files(directory, config)
+    features = _load_features(files)
+    splits = {s: sp.csr_matrix((np.ones(m.nnz, np.float32), (m.row, m.col)), shape=m.shape)
+              for s, m in coos.items()}
+    return _finish(directory.name, splits, np.arange(n_users), np.arange(n_items), features, files,
+                   str(directory))
+
+
+def save_matrices(dataset: Dataset, directory: str | Path) -> Path:
+    """Write ``dataset`` as a pickled-matrix directory (COO matrices, as in the TikTok release)."""
+    import pickle
+
+    from cranerec.utils.io import write_bytes_atomic
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, fname in MATRIX_FILES.items():
+        coo = sp.coo_matrix(dataset.split(split), dtype=np.float64)
+        write_bytes_atomic(directory / fname, pickle.dumps(coo, protocol=4))
+    _save_features(dataset, directory)
+    return directory
+
+
+def _save_features(dataset: Dataset, directory: Path) -> None:
+    from cranerec.utils.io import atomic_write
+
+    for name, feat in dataset.features.items():
+        atomic_write(directory / f"{name}{FEAT_SUFFIX}", lambda f, a=feat: np.save(f, a))
+
+
+# ---------------------------------------------------------------------------- raw logs
+
+
+def load_raw(config: DataConfig) -> Dataset:
+    """Load a raw interaction log: binarise, deduplicate, k-core filter, split per user 8:1:1.
+
+    ``path`` is the CSV/Parquet file or a directory holding ``interactions.csv|parquet``; feature
+    files (``<modality>_feat.npy``) and the item-id file (``item_ids.txt``: the raw item id of each
+    feature row, one per line) are read from the same directory.
+    """
+    path = Path(config.path)
+    if path.is_dir():
+        found = [path / n for n in RAW_NAMES if (path / n).exists()]
+        if not found:
+            raise DataError(f"missing file: {path}/interactions.csv (or .parquet)")
+        log_file, directory = found[0], path
+    else:
+        log_file, directory = path, path.parent
+    if not log_file.is_file():
+        raise DataError(f"missing file: {log_file}")
+    try:
+        if log_file.suffix == ".parquet":
+            df = pd.read_parquet(log_file)
+        else:
+            sep = "\t" if log_file.suffix == ".tsv" else ","
+            df = pd.read_csv(log_file, sep=sep, dtype={config.user_col: str, config.item_col: str})
+    except ImportError as e:
+        raise DataError(f"{log_file}: reading Parquet needs pyarrow (pip install cranerec[parquet]): {e}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{log_file}: unreadable interaction log ({e})") from None
+    need = [config.user_col, config.item_col] + ([config.rating_col] if config.rating_col else [])
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{log_file}: missing column(s) {missing}; found {list(df.columns)} "
+            "(set user_col / item_col / rating_col to name yours)"
+        )
+    df = df.astype({config.user_col: str, config.item_col: str})
+    if config.rating_col and config.min_rating is not None:
+        ratings = pd.to_numeric(df[config.rating_col], errors="coerce")
+        bad = np.nonzero(ratings.isna().to_numpy())[0]
+        if len(bad):
+            raise DataError(f"{log_file}: row {bad[0] + 2}: rating {df[config.rating_col].iloc[bad[0]]!r} is not a number")
+        df = df[ratings >= config.min_rating]
+    n_before = len(df)
+    df = df.drop_duplicates(subset=[config.user_col, config.item_col])  # binarise + dedupe
+    if len(df) < n_before:
+        log.info("%s: dropped %d duplicate interactions", log_file, n_before - len(df))
+
+    files = _feature_files(directory, config)
+    features = _load_features(files)
+    feature_ids = None
+    if features:
+        ids_path = directory / config.item_ids_file
+        if not ids_path.is_file():
+            raise DataError(f"missing file: {ids_path} (the raw item id of each feature row)")
+        feature_ids = np.array(ids_path.read_text(encoding="utf-8").split("\n"), dtype=object)
+        feature_ids = np.array([s.strip() for s in feature_ids if s.strip() != ""], dtype=object)
+        check_features(features, len(feature_ids), {k: str(v) for k, v in files.items()})
+        if len(set(feature_ids)) != len(feature_ids):
+            raise DataError(f"{ids_path}: item ids are not unique")
+        known = set(feature_ids.tolist())
+        unknown = ~df[config.item_col].isin(known)
+        if unknown.any():
+            first = df[config.item_col][unknown].iloc[0]
+            raise DataError(
+                f"{log_file}: {int(unknown.sum())} interaction(s) name items with no feature row "
+                f"in {ids_path} (first: {first!r})"
+            )
+    df = kcore_filter(df, config.user_col, config.item_col, config.user_min, config.item_min)
+    if df.empty:
+        raise DataError(f"{log_file}: no interactions left after the k-core filter "
+                        f"(user_min={config.user_min}, item_min={config.item_min})")
+    user_codes, user_ids = pd.factorize(df[config.user_col], sort=True)
+    item_codes, item_ids = pd.factorize(df[config.item_col], sort=True)
+    user_ids, item_ids = np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object)
+    if feature_ids is not None:
+        row_of = {raw: r for r, raw in enumerate(feature_ids.tolist())}
+        rows = np.array([row_of[raw] for raw in item_ids.tolist()], dtype=np.int64)
+        features = {k: v[rows] for k, v in features.items()}
+    labels = split_per_user(user_codes, resolve_split_seed(config.split_seed), config.split_ratios)
+    splits = _split_matrices(user_codes.astype(np.int64), item_codes.astype(np.int64), labels,
+                             len(user_ids), len(item_ids))
+    return _finish(log_file.stem if path.is_file() else path.name, splits, user_ids, item_ids,
+                   features, files, str(log_file))

@@ -1,0 +1,108 @@
+"""Checks run before training. Each failure is a ``DataError`` naming the file, the row and the
+problem; cold users/items in valid/test are a ``DataWarning`` with counts."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from cranerec.data.errors import DataError
+
+
+class DataWarning(UserWarning):
+    """Suspicious but usable data (e.g. users in the test split with no training interaction)."""
+
+
+def check_features(features: dict[str, np.ndarray], n_items: int, files: dict[str, str]) -> None:
+    """Every modality is a 2-D finite array with one row per item."""
+    for name, feat in features.items():
+        src = files.get(name, name)
+        if feat.ndim != 2:
+            raise DataError(f"{src}: modality {name!r} must be 2-D [n_items, width], got shape {feat.shape}")
+        if feat.shape[0] != n_items:
+            raise DataError(
+                f"{src}: modality {name!r} has {feat.shape[0]} rows but the data has {n_items} items "
+                "(one feature row per item index is required)"
+            )
+        if not np.issubdtype(feat.dtype, np.number):
+            raise DataError(f"{src}: modality {name!r} has non-numeric dtype {feat.dtype}")
+        bad = ~np.isfinite(feat)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise DataError(
+                f"{src}: modality {name!r} has NaN/inf values in {len(rows)} row(s) (first: row {rows[0]})"
+            )
+
+
+def check_no_duplicates(keys: np.ndarray, row_name: Callable[[int], str], src: str) -> None:
+    """``keys`` are user*n_items+item codes of every interaction; ``row_name(i)`` says where entry
+    ``i`` is in ``src`` (e.g. "row 7"). A duplicate pair is an error naming both places."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    dup = np.nonzero(sk[1:] == sk[:-1])[0]
+    if len(dup):
+        first, second = row_name(int(order[dup[0]])), row_name(int(order[dup[0] + 1]))
+        raise DataError(
+            f"{src}: {len(dup)} duplicate interaction(s); first: {second} repeats {first} "
+            "(each user-item pair may appear once across all splits)"
+        )
+
+
+def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix, src: str) -> None:
+    """No split is empty; warn (with counts) about valid/test users and items unseen in training."""
+    for name, m in (("train", train), ("valid", valid), ("test", test)):
+        if m.nnz == 0:
+            raise DataError(f"{src}: the {name} split is empty")
+    train_users = np.diff(train.indptr) > 0
+    train_items = np.zeros(train.shape[1], dtype=bool)
+    train_items[train.indices] = True
+    for name, m in (("valid", valid), ("test", test)):
+        users = np.diff(m.indptr) > 0
+        cold_users = int((users & ~train_users).sum())
+        cold_items = int(np.unique(m.indices[~train_items[m.indices]]).size)
+        if cold_users or cold_items:
+            msg = (
+                f"{src}: the {name} split has {cold_users} user(s) and {cold_items} item(s) with no "
+                "training interaction; under the default 'mmrec' protocol users without training "
+                "interactions are not evaluated, cold items stay candidates"
+            )
+            warnings.warn(msg, DataWarning, stacklevel=3)
+
+
+def check_ids(ids: np.ndarray, kind: str, src: str, row_offset: int, n: int | None = None) -> int:
+    """Integer ids in [0, n) that are contiguous (every index used). Returns n."""
+    if ids.size == 0:
+        raise DataError(f"{src}: no interactions")
+    if not np.issubdtype(ids.dtype, np.integer):
+        as_float = np.asarray(ids, dtype=object)
+        for r, v in enumerate(as_float):
+            try:
+                ok = float(v).is_integer()
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise DataError(f"{src}: row {r + row_offset}: {kind} id {v!r} is not an integer index")
+        ids = ids.astype(np.int64)
+    neg = np.nonzero(ids < 0)[0]
+    if len(neg):
+        raise DataError(f"{src}: row {neg[0] + row_offset}: {kind} id {ids[neg[0]]} is negative")
+    if n is None:
+        n = int(ids.max()) + 1
+    over = np.nonzero(ids >= n)[0]
+    if len(over):
+        raise DataError(
+            f"{src}: row {over[0] + row_offset}: {kind} id {ids[over[0]]} is out of range "
+            f"(there are {n} {kind}s, ids 0..{n - 1})"
+        )
+    seen = np.zeros(n, dtype=bool)
+    seen[ids] = True
+    missing = np.nonzero(~seen)[0]
+    if len(missing):
+        raise DataError(
+            f"{src}: {kind} ids are not contiguous: {len(missing)} of 0..{n - 1} never appear "
+            f"(first: {missing[0]})"
+        )
+    return n
