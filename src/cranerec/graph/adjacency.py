@@ -1,0 +1,51 @@
+"""The user-item bipartite adjacency and its normalisations.
+
+Nodes are ordered users first, then items: node ``u`` is user ``u``, node ``n_users + i`` is
+item ``i``. Built once from the training matrix and reused by every graph model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def bipartite_adjacency(train: sp.spmatrix) -> sp.csr_matrix:
+    """The symmetric (n_users + n_items) square adjacency A = [[0, R], [R^T, 0]] of a binary
+    interaction matrix R [n_users, n_items]."""
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r.data[:] = 1.0
+    return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+
+
+def normalize_adjacency(
+    adj: sp.spmatrix, mode: Literal["sym", "row", "none"] = "sym"
+) -> sp.csr_matrix:
+    """Normalise a square adjacency.
+
+    ``sym``: D^{-1/2} A D^{-1/2} (LightGCN); ``row``: D^{-1} A (rows sum to one). D is the
+    diagonal of row sums; nodes with degree 0 keep all-zero rows (no division by zero).
+    """
+    adj = sp.csr_matrix(adj, dtype=np.float32)
+    if mode == "none":
+        return adj
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    with np.errstate(divide="ignore"):
+        if mode == "sym":
+            d = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
+            return sp.csr_matrix(sp.diags(d) @ adj @ sp.diags(d), dtype=np.float32)
+        if mode == "row":
+            d = np.where(deg > 0, 1.0 / deg, 0.0).astype(np.float32)
+            return sp.csr_matrix(sp.diags(d) @ adj, dtype=np.float32)
+    raise ValueError(f"unknown normalisation {mode!r}; choose sym, row or none")
+
+
+def to_torch_sparse(adj: sp.spmatrix, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A scipy matrix as a coalesced torch sparse COO tensor (float32) on ``device``."""
+    coo = sp.coo_matrix(adj)
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(indices, values, coo.shape, device=device).coalesce()
