@@ -48,4 +48,6 @@ def to_torch_sparse(adj: sp.spmatrix, device: str | torch.device = "cpu") -> tor
     coo = sp.coo_matrix(adj)
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(indices, values, coo.shape, device=device).coalesce()
+    return torch.sparse_coo_tensor(
+        indices, values, coo.shape, device=device, check_invariants=False
+    ).coalesce()

@@ -1,0 +1,202 @@
+"""The ``cranerec`` command line.
+
+    cranerec train [--data PATH] [--model NAME] [--preset NAME] [--config FILE.yaml]
+                   [--set key=value ...] [--seed N | --seeds N ...] [--out DIR]
+                   [--device cpu|cuda] [--resume RUN_DIR] [--format FMT]
+    cranerec evaluate RUN_DIR [--split test]
+    cranerec data describe PATH
+    cranerec data convert SRC DST --to mmrec|matrices
+    cranerec models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+SYNTHETIC_BANNER = "NOTE: this is the built-in SYNTHETIC dataset (generated, not real data)."
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _print_results(results: dict, run_dir: str | None = None) -> None:
+    if results.get("synthetic_data"):
+        _out(SYNTHETIC_BANNER)
+    _out(f"model {results['model']} on {results['dataset']} (seed {results['seed']}, "
+         f"best epoch {results['best_epoch']} of {results['epochs_run']})")
+    _out(f"valid: {_format_metrics(results['valid'])}")
+    _out(f"test:  {_format_metrics(results['test'])}")
+    _out(f"{results['epoch_seconds_mean']:.3f} s/epoch, {results['eval_seconds_mean']:.3f} s/validation, "
+         f"peak RSS {results['peak_rss_mb']:.0f} MB")
+    if run_dir:
+        _out(f"run directory: {run_dir}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cranerec.data.loaders import load_dataset
+    from cranerec.train.run import build_config, read_run_config, train_run, train_seeds
+
+    if args.resume:
+        if args.seeds or args.out:
+            raise SystemExit("--resume RUN_DIR takes no --out/--seeds: the run directory is given")
+        config = read_run_config(args.resume)
+        if args.device:
+            config.train.device = args.device
+        _print_results(train_run(config, args.resume), args.resume)
+        return 0
+    config = build_config(
+        model=args.model, preset=args.preset, config_file=args.config, overrides=args.set,
+        data=args.data, data_format=args.format, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    out = args.out or f"runs/{config.model_name}-{Path(config.data.path).name}"
+    dataset = load_dataset(config.data)
+    if dataset.synthetic:
+        _out(SYNTHETIC_BANNER)
+    if args.seeds:
+        summary = train_seeds(config, args.seeds, out, dataset)
+        if dataset.synthetic:
+            _out(SYNTHETIC_BANNER)
+        _out(f"model {summary['model']} on {summary['dataset']}, seeds {summary['seeds']}")
+        for split in ("valid", "test"):
+            cells = "  ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary[split].items())
+            _out(f"{split}: {cells}")
+        _out(f"summary: {Path(out) / 'summary.json'}")
+        return 0
+    _print_results(train_run(config, out, dataset), out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cranerec.train.run import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.split)
+    _out(f"{args.split}: {_format_metrics(metrics)}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from cranerec.data.loaders import load_dataset
+
+    summary = load_dataset(path=args.path, format=args.format).summary()
+    if args.json:
+        _out(json.dumps(summary, indent=2))
+        return 0
+    if summary["synthetic"]:
+        _out(SYNTHETIC_BANNER)
+    _out(f"dataset      {summary['name']}  (fingerprint {summary['fingerprint']})")
+    _out(f"users        {summary['users']:,}")
+    _out(f"items        {summary['items']:,}")
+    _out(f"interactions {summary['interactions']:,}")
+    _out(f"sparsity     {100 * summary['sparsity']:.4f}%")
+    _out(f"mean interactions per user {summary['mean_interactions_per_user']:.2f}")
+    _out(f"{'split':<6} {'interactions':>12} {'users':>8} {'items':>8} {'cold users':>10} {'cold items':>10}")
+    for name, s in summary["splits"].items():
+        _out(f"{name:<6} {s['interactions']:>12,} {s['users']:>8,} {s['items']:>8,} "
+             f"{s['cold_users']:>10,} {s['cold_items']:>10,}")
+    mods = ", ".join(f"{k} ({v}-d)" for k, v in summary["modalities"].items()) or "none"
+    _out(f"modalities   {mods}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from cranerec.data.loaders import load_dataset, save_matrices, save_mmrec
+
+    dataset = load_dataset(path=args.src, format=args.format)
+    if args.to == "mmrec":
+        target = save_mmrec(dataset, args.dst, args.name)
+    else:
+        target = save_matrices(dataset, args.dst)
+    _out(f"wrote {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) as {args.to}: {target}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from cranerec.config import describe_fields
+    from cranerec.models import MODELS
+
+    for name, cls in sorted(MODELS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        _out(f"{name}  ({cls.__name__}; batches: {cls.batch_kind}) {doc}")
+        for field, tp, default in describe_fields(cls.Config):
+            _out(f"    model.{field}: {tp} = {default!r}")
+        if cls.presets:
+            _out(f"    presets: {', '.join(sorted(cls.presets))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (built on demand, never at import)."""
+    p = argparse.ArgumentParser(prog="cranerec", description="Multimodal graph recommendation.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (resumes an interrupted run directory)")
+    t.add_argument("--data", help="dataset path (MMRec dir, pickled-matrix dir, raw CSV/Parquet) "
+                   "or 'synthetic' (default)")
+    t.add_argument("--format", choices=["auto", "mmrec", "matrices", "raw", "synthetic"])
+    t.add_argument("--model", help="registered model name (see `cranerec models`); default lightgcn")
+    t.add_argument("--preset", help="named preset of the model")
+    t.add_argument("--config", help="YAML config file")
+    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings, e.g. train.lr=1e-3 model.n_layers=3")
+    seeds = t.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="training seed (default 999)")
+    seeds.add_argument("--seeds", type=int, nargs="+", help="several seeds: DIR/seed-N each")
+    t.add_argument("--out", help="run directory (or parent directory with --seeds)")
+    t.add_argument("--device", help="cpu or cuda[:N]")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a finished run directory")
+    e.add_argument("run_dir")
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("data", help="inspect and convert datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    desc = dsub.add_parser("describe", help="users, items, splits, sparsity, modalities")
+    desc.add_argument("path")
+    desc.add_argument("--format", default="auto")
+    desc.add_argument("--json", action="store_true")
+    desc.set_defaults(func=_cmd_describe)
+    conv = dsub.add_parser("convert", help="convert between pickled-matrix and MMRec formats")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--to", required=True, choices=["mmrec", "matrices"])
+    conv.add_argument("--format", default="auto", help="format of SRC (default: detect)")
+    conv.add_argument("--name", help="name of the .inter file (default: the dataset's name)")
+    conv.set_defaults(func=_cmd_convert)
+
+    m = sub.add_parser("models", help="list registered models and their settings")
+    m.set_defaults(func=_cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cranerec`` console script."""
+    from cranerec.config import ConfigError
+    from cranerec.data.errors import DataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, ValueError, RuntimeError) as e:
+        sys.stderr.write(f"cranerec: error: {e}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The run configuration: data, model, training and evaluation settings, with named presets.
+
+Resolution order (later wins): defaults < model preset < YAML file < ``--set`` < explicit CLI
+flags. The ``model`` section holds ``name`` plus that model's own typed settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from cranerec.config import ConfigError, deep_merge, from_dict, to_dict
+from cranerec.data.loaders import DataConfig
+from cranerec.eval.evaluator import EvalConfig
+from cranerec.models import get_model_class
+from cranerec.train.sampler import NEGATIVE_POOLS
+
+DEFAULT_MODEL = "lightgcn"
+
+
+@dataclass
+class TrainConfig:
+    """Training-loop settings (model-agnostic; MMRec's defaults).
+
+    ``negative_pool``: ``all`` (uniform over every item) or ``seen`` (MMRec's items-seen-in-
+    training pool). ``weight_decay``: Adam's L2 on all parameters (off by default; models apply
+    L2 to the batch's embeddings through their own ``reg_weight``). ``time_budget_s``: stop
+    after this much training time (accumulated across resumes). ``threads``: torch threads
+    (0 = all cores). ``progress``: show a progress bar when writing to a terminal.
+    """
+
+    epochs: int = 1000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    stop_metric: str = "recall@20"
+    time_budget_s: float | None = None
+    negative_pool: str = "all"
+    threads: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigError("epochs must be >= 0, batch_size >= 1 and patience >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise ConfigError(f"negative_pool {self.negative_pool!r} is not one of {list(NEGATIVE_POOLS)}")
+        if "@" not in self.stop_metric:
+            raise ConfigError(f"stop_metric must look like recall@20, got {self.stop_metric!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
+
+    @property
+    def n_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs. ``model`` is the model's own config dataclass."""
+
+    model_name: str = DEFAULT_MODEL
+    seed: int = 999
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    model: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-able form: ``{"model": {"name": ..., **settings}, "seed", "data", ...}``."""
+        return {
+            "model": {"name": self.model_name, **to_dict(self.model)},
+            "seed": self.seed,
+            "data": to_dict(self.data),
+            "train": to_dict(self.train),
+            "eval": to_dict(self.eval),
+        }
+
+
+TOP_KEYS = ("model", "seed", "data", "train", "eval", "preset")
+
+
+def resolve_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (YAML layout) into a ``RunConfig``, applying the model preset
+    named by ``preset`` underneath the given values."""
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}")
+    model_section = dict(raw.get("model") or {})
+    if isinstance(raw.get("model"), str):
+        model_section = {"name": raw["model"]}
+    name = model_section.pop("name", DEFAULT_MODEL)
+    try:
+        cls = get_model_class(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    preset = raw.get("preset")
+    if preset:
+        if preset not in cls.presets:
+            valid = ", ".join(sorted(cls.presets)) or "none"
+            raise ConfigError(f"model {name!r} has no preset {preset!r}; its presets: {valid}")
+        base = cls.presets[preset]
+        raw = deep_merge(base, {k: v for k, v in raw.items() if k != "preset"})
+        model_section = deep_merge(base.get("model", {}), model_section)
+        model_section.pop("name", None)
+    seed = raw.get("seed", 999)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    return RunConfig(
+        model_name=name,
+        seed=seed,
+        data=from_dict(DataConfig, raw.get("data"), "data"),
+        train=from_dict(TrainConfig, raw.get("train"), "train"),
+        eval=from_dict(EvalConfig, raw.get("eval"), "eval"),
+        model=from_dict(cls.Config, model_section, "model"),
+    )
+
+
+#: Settings that may differ when a run is resumed (they do not change the results).
+RESUME_FREE_KEYS = {("train", "device"), ("train", "threads"), ("train", "progress")}
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two ``RunConfig.to_dict()`` forms, ignoring
+    settings that do not affect results."""
+    out = []
+    for section in sorted(set(a) | set(b)):
+        va, vb = a.get(section), b.get(section)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            for key in sorted(set(va) | set(vb)):
+                if (section, key) not in RESUME_FREE_KEYS and va.get(key) != vb.get(key):
+                    out.append(f"{section}.{key}")
+        elif va != vb:
+            out.append(section)
+    return out
+
+
+def replace(config: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of ``config`` with top-level fields replaced."""
+    return dataclasses.replace(config, **changes)

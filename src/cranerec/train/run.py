@@ -1,0 +1,202 @@
+"""Run directories: one ``cranerec train`` = one directory holding ``config.yaml``,
+``metrics.jsonl``, ``checkpoint.pt``, ``embeddings.npz``, ``per_user.npz`` and ``results.json``.
+
+Rerunning the same command on an interrupted directory resumes it; a finished one is reported,
+not retrained; a directory holding a run with a different configuration is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+import cranerec
+from cranerec.config import ConfigError, deep_merge, load_yaml, parse_overrides
+from cranerec.data.dataset import Dataset
+from cranerec.data.loaders import load_dataset
+from cranerec.eval.evaluator import Evaluator
+from cranerec.models import get_model_class
+from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
+from cranerec.train.trainer import Trainer, seed_everything
+from cranerec.utils.env import git_sha, peak_rss_mb
+from cranerec.utils.io import savez_atomic, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+EMBEDDINGS_FILE = "embeddings.npz"
+SUMMARY_FILE = "summary.json"
+
+
+def build_config(
+    *,
+    model: str | None = None,
+    preset: str | None = None,
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    data: str | None = None,
+    data_format: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """Resolve a ``RunConfig``: defaults < preset < YAML file < ``--set`` < explicit flags."""
+    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    raw = deep_merge(raw, parse_overrides(overrides or []))
+    flags: dict[str, Any] = {}
+    if model is not None:
+        flags["model"] = {"name": model}
+    if preset is not None:
+        flags["preset"] = preset
+    if data is not None:
+        flags.setdefault("data", {})["path"] = data
+    if data_format is not None:
+        flags.setdefault("data", {})["format"] = data_format
+    if seed is not None:
+        flags["seed"] = seed
+    if device is not None:
+        flags.setdefault("train", {})["device"] = device
+    if isinstance(raw.get("model"), str):
+        raw["model"] = {"name": raw["model"]}
+    return resolve_config(deep_merge(raw, flags))
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration stored in a run directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    return resolve_config(load_yaml(str(path)))
+
+
+def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        stored = read_run_config(run_dir).to_dict()
+        diff = config_differences(stored, config.to_dict())
+        if diff:
+            raise ConfigError(
+                f"{run_dir} holds a run with a different configuration ({', '.join(diff)} differ); "
+                f"choose another --out, or continue it as it was with --resume {run_dir}"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} exists and is not an empty run directory; choose another --out")
+
+
+def train_run(config: RunConfig, run_dir: str | Path, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Train (or resume, or report) the run in ``run_dir``; returns the results dict."""
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, config)
+    results_path = run_dir / RESULTS_FILE
+    if results_path.exists():
+        log.info("%s is finished; reporting its results", run_dir)
+        return json.loads(results_path.read_text(encoding="utf-8"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if dataset is None:
+        dataset = load_dataset(config.data)
+    torch.set_num_threads(config.train.n_threads)
+    seed_everything(config.seed)
+    model = get_model_class(config.model_name)(dataset, config.model)
+    evaluator = Evaluator(dataset, config.eval)
+    trainer = Trainer(model, dataset, config, evaluator, run_dir)
+    state = trainer.fit()
+
+    t0 = time.perf_counter()
+    user_emb, item_emb = model.export_embeddings()
+    valid = evaluator.evaluate(user_emb, item_emb, "valid")
+    test = evaluator.evaluate(user_emb, item_emb, "test")
+    final_eval_s = time.perf_counter() - t0
+    test.save_per_user(str(run_dir / "per_user.npz"), dataset.user_ids)
+    valid.save_per_user(str(run_dir / "per_user_valid.npz"), dataset.user_ids)
+    savez_atomic(
+        run_dir / EMBEDDINGS_FILE,
+        user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
+        user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
+    )  # fmt: skip
+    eval_times = state.eval_seconds or [final_eval_s / 2]
+    results = {
+        "model": config.model_name,
+        "dataset": dataset.name,
+        "synthetic_data": dataset.synthetic,
+        "data_fingerprint": dataset.fingerprint,
+        "seed": config.seed,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stop_reason": state.stop_reason,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "n_eval_users": {"valid": len(valid.users), "test": len(test.users)},
+        "epoch_seconds_mean": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
+        "eval_seconds_mean": float(np.mean(eval_times)),
+        "peak_rss_mb": peak_rss_mb(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(config.train.device),
+        "git_sha": git_sha(),
+        "cranerec_version": cranerec.__version__,
+    }
+    write_json_atomic(results_path, results)
+    return results
+
+
+def train_seeds(config: RunConfig, seeds: list[int], out: str | Path,
+                dataset: Dataset | None = None) -> dict[str, Any]:
+    """One run directory per seed (``out/seed-N``), then ``out/summary.json`` with the mean and
+    standard deviation of every metric. Finished seeds are reported, interrupted ones resumed."""
+    out = Path(out)
+    if dataset is None:
+        dataset = load_dataset(config.data)
+    runs = []
+    for seed in seeds:
+        log.info("seed %d", seed)
+        runs.append(train_run(replace(config, seed=seed), out / f"seed-{seed}", dataset))
+    summary = summarize(runs)
+    write_json_atomic(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over runs of every valid/test metric and timing."""
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    out: dict[str, Any] = {
+        "model": runs[0]["model"], "dataset": runs[0]["dataset"],
+        "data_fingerprint": runs[0]["data_fingerprint"], "seeds": [r["seed"] for r in runs],
+    }  # fmt: skip
+    for split in ("valid", "test"):
+        out[split] = {k: stats([r[split][k] for r in runs]) for k in runs[0][split]}
+    for key in ("best_epoch", "epochs_run", "epoch_seconds_mean", "eval_seconds_mean", "peak_rss_mb"):
+        out[key] = stats([float(r[key]) for r in runs])
+    return out
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
+    """Re-evaluate a finished run from its ``embeddings.npz`` on the data its config names."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    emb_path = run_dir / EMBEDDINGS_FILE
+    if not emb_path.exists():
+        raise ConfigError(f"{run_dir} has no {EMBEDDINGS_FILE}: the run has not finished")
+    dataset = load_dataset(config.data)
+    results_path = run_dir / RESULTS_FILE
+    if results_path.exists():
+        stored = json.loads(results_path.read_text(encoding="utf-8"))["data_fingerprint"]
+        if stored != dataset.fingerprint:
+            raise ConfigError(
+                f"{config.data.path} has changed since the run (fingerprint {dataset.fingerprint}, "
+                f"run trained on {stored})"
+            )
+    with np.load(emb_path, allow_pickle=False) as z:
+        user_emb, item_emb = torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"])
+    return Evaluator(dataset, config.eval).evaluate(user_emb, item_emb, split).metrics

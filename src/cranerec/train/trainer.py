@@ -1,0 +1,243 @@
+"""The model-agnostic training loop: Adam, early stopping with best-weight restore, a checkpoint
+after every epoch (atomic), exact resume, per-epoch JSON lines and a progress bar.
+
+Each epoch: ``model.pre_epoch`` -> the sampler's shuffled batches -> ``model.loss`` -> Adam
+step -> validation -> early-stopping bookkeeping -> ``metrics.jsonl`` line -> checkpoint.
+The checkpoint holds the weights, optimizer, RNG states (torch, numpy sampler, python),
+early-stopping state and best weights, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cranerec.data.dataset import Dataset
+from cranerec.eval.evaluator import Evaluator
+from cranerec.models.base import Recommender
+from cranerec.train.config import RunConfig
+from cranerec.train.sampler import InteractionSampler
+from cranerec.utils.io import torch_save_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainState:
+    """Early-stopping and timing state (saved in the checkpoint)."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    elapsed_s: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda[:N]``; a clear error when CUDA is asked for but absent."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but this torch build has no usable CUDA")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's legacy global RNG and torch (the sampler has its own generator)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains one model on one dataset; checkpoints into ``run_dir`` when given."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        dataset: Dataset,
+        config: RunConfig,
+        evaluator: Evaluator,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self.evaluator = evaluator
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.device = resolve_device(config.train.device)
+        self.state = TrainState()
+        self.rng = np.random.default_rng(config.seed)
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.trainable = bool(params) and model.batch_kind != "none"
+        self.optimizer = (
+            torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+            if self.trainable
+            else None
+        )
+        self.sampler = (
+            InteractionSampler(dataset.train, config.train.negative_pool) if self.trainable else None
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "best_weights": self.best_weights,
+            "state": asdict(self.state),
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "python": random.getstate(),
+            },
+            "config": self.config.to_dict(),
+            "data_fingerprint": self.dataset.fingerprint,
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is not None:
+            torch_save_atomic(self.run_dir / CHECKPOINT, self._checkpoint())
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything saved by ``save_checkpoint`` (weights, optimizer, RNGs, state)."""
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        if ckpt["data_fingerprint"] != self.dataset.fingerprint:
+            raise RuntimeError(
+                f"{path} was trained on data with fingerprint {ckpt['data_fingerprint']}; the data "
+                f"loaded now has {self.dataset.fingerprint}: refusing to resume on different data"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        if self.optimizer and ckpt["optimizer"]:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.best_weights = ckpt["best_weights"]
+        self.state = TrainState(**ckpt["state"])
+        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        random.setstate(ckpt["rng"]["python"])
+
+    def _trim_metrics_log(self) -> None:
+        """Keep only metrics lines of epochs the checkpoint covers (a kill may leave more)."""
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if rec.get("epoch", 0) <= self.state.epoch:
+                kept.append(line)
+        write_text_atomic(path, "".join(k + "\n" for k in kept))
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self) -> TrainState:
+        """Train until early stopping, ``epochs`` or the time budget; restore the best weights."""
+        cfg = self.config.train
+        torch.set_num_threads(cfg.n_threads)
+        self.model.to(self.device)
+        ckpt_path = self.run_dir / CHECKPOINT if self.run_dir else None
+        if ckpt_path is not None and ckpt_path.exists():
+            self.load_checkpoint(ckpt_path)
+            self._trim_metrics_log()
+            log.info("resumed from %s after epoch %d", ckpt_path, self.state.epoch)
+        if not self.trainable:
+            self.state.stop_reason = "not trainable"
+            return self.state
+        stop_key = cfg.stop_metric
+        bar = tqdm(
+            total=cfg.epochs, initial=self.state.epoch, disable=None if cfg.progress else True,
+            desc=f"{self.config.model_name} on {self.dataset.name}", unit="epoch", leave=False,
+        )  # fmt: skip
+        while self.state.epoch < cfg.epochs and not self.state.stop_reason:
+            if cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s:
+                self.state.stop_reason = "time budget"
+                break
+            epoch = self.state.epoch
+            t0 = time.perf_counter()
+            losses = self._train_epoch(epoch)
+            t1 = time.perf_counter()
+            user_emb, item_emb = self.model.export_embeddings()
+            valid = self.evaluator.evaluate(user_emb, item_emb, "valid").metrics
+            t2 = time.perf_counter()
+            if stop_key not in valid:
+                raise ValueError(f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}")
+            self._update_state(epoch, valid[stop_key], t1 - t0, t2 - t1)
+            self._log_epoch(epoch, losses, valid, t1 - t0, t2 - t1)
+            self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses.get('loss', 0):.4f}", **{stop_key: f"{valid[stop_key]:.4f}"})
+        bar.close()
+        if not self.state.stop_reason:
+            self.state.stop_reason = "max epochs"
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        return self.state
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config.train
+        self.model.train()
+        self.model.pre_epoch(epoch, self.rng)
+        totals: dict[str, float] = {}
+        n = 0
+        for batch in self.sampler.epoch(self.model.batch_kind, cfg.batch_size, self.rng, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, parts = self.model.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} ({parts})")
+            loss.backward()
+            self.optimizer.step()
+            totals["loss"] = totals.get("loss", 0.0) + loss.item()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v
+            n += 1
+        return {k: v / max(n, 1) for k, v in totals.items()}
+
+    def _update_state(self, epoch: int, value: float, train_s: float, eval_s: float) -> None:
+        s = self.state
+        s.epoch = epoch + 1
+        s.elapsed_s += train_s + eval_s
+        s.epoch_seconds.append(train_s)
+        s.eval_seconds.append(eval_s)
+        if value > s.best_value:
+            s.best_value, s.best_epoch, s.bad_epochs = value, epoch + 1, 0
+            self.best_weights = copy.deepcopy({k: v.detach() for k, v in self.model.state_dict().items()})
+        else:
+            s.bad_epochs += 1
+            if s.bad_epochs >= self.config.train.patience:
+                s.stop_reason = "early stopping"
+
+    def _log_epoch(self, epoch: int, losses: dict[str, float], valid: dict[str, float],
+                   train_s: float, eval_s: float) -> None:
+        record = {
+            "epoch": epoch + 1, **losses, "valid": valid, "epoch_seconds": train_s,
+            "eval_seconds": eval_s, "best_epoch": self.state.best_epoch,
+        }  # fmt: skip
+        log.info("epoch %d loss %.5f %s %.5f (%.2fs + %.2fs eval)", epoch + 1,
+                 losses.get("loss", 0.0), self.config.train.stop_metric,
+                 valid[self.config.train.stop_metric], train_s, eval_s)
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
