@@ -35,7 +35,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         for split in SPLITS:
-            m = sp.csr_matrix(getattr(self, split), dtype=np.float32)
+            # copy=True: binarising below must not overwrite the caller's matrix (e.g. ratings).
+            m = sp.csr_matrix(getattr(self, split), dtype=np.float32, copy=True)
             m.sum_duplicates()
             m.sort_indices()
             m.data[:] = 1.0

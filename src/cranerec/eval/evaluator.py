@@ -150,7 +150,7 @@ class Evaluator:
             batch = users[start : start + bs]
             batch_t = torch.from_numpy(batch).to(device)
             scores = user_emb[batch_t] @ item_t  # [B, N]
-            scores.index_put_(_rows_to_torch(mask, batch, device), torch.tensor(float("-inf"), device=device))
+            scores.index_put_(_rows_to_torch(mask, batch, device), scores.new_tensor(float("-inf")))
             vals, top = topk_items(scores, kmax)  # [B, kmax]
             if torch.isnan(vals).any():  # topk ranks NaN first, so any NaN row shows here
                 bad = batch[torch.isnan(vals).any(dim=1).cpu().numpy()]

@@ -16,7 +16,9 @@ import torch
 def bipartite_adjacency(train: sp.spmatrix) -> sp.csr_matrix:
     """The symmetric (n_users + n_items) square adjacency A = [[0, R], [R^T, 0]] of a binary
     interaction matrix R [n_users, n_items]."""
-    r = sp.csr_matrix(train, dtype=np.float32)
+    r = sp.csr_matrix(train, dtype=np.float32, copy=True)  # never write into the caller's matrix
+    r.sum_duplicates()  # a repeated (user, item) pair is one edge
+    r.eliminate_zeros()  # a stored zero is no interaction
     r.data[:] = 1.0
     return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
 

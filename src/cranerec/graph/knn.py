@@ -26,7 +26,7 @@ def knn_graph(
         sim = normed[start:stop] @ normed.T  # [B, N]
         if exclude_self:
             rows = torch.arange(stop - start, device=sim.device)
-            sim = sim.index_put((rows, rows + start), torch.tensor(float("-inf"), device=sim.device))
+            sim = sim.index_put((rows, rows + start), sim.new_tensor(float("-inf")))
         with torch.no_grad():
             # Stable tie-break by index: sort candidates by (value desc, index asc).
             _, top = torch.sort(sim.detach(), dim=1, descending=True, stable=True)
