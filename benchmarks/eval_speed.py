@@ -83,17 +83,28 @@ def main() -> int:
     ref_recall, ref_ndcg = numpy_reference(data, user_emb, item_emb)
     ref_s = time.perf_counter() - t
     ours = float(np.median(times))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"data: {data.name} ({data.n_users} users x {data.n_items} items), "
-          f"{len(res.users)} users evaluated on test")
-    print(f"cranerec evaluator: {ours:.3f} s per full evaluation (median of {args.repeats}; "
-          f"min {min(times):.3f})")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"data: {data.name} ({data.n_users} users x {data.n_items} items), "
+        f"{len(res.users)} users evaluated on test"
+    )
+    print(
+        f"cranerec evaluator: {ours:.3f} s per full evaluation (median of {args.repeats}; "
+        f"min {min(times):.3f})"
+    )
     print(f"numpy argsort reference: {ref_s:.3f} s")
     print(f"speed-up: {ref_s / ours:.1f}x   target < 0.5 s: {'met' if ours < 0.5 else 'NOT met'}")
-    same = abs(res.metrics["recall@20"] - ref_recall) < 1e-9 and abs(res.metrics["ndcg@20"] - ref_ndcg) < 1e-9
-    print(f"recall@20 {res.metrics['recall@20']:.6f} vs reference {ref_recall:.6f}; ndcg@20 "
-          f"{res.metrics['ndcg@20']:.6f} vs {ref_ndcg:.6f}: {'identical' if same else 'DIFFERENT'}")
+    same = (
+        abs(res.metrics["recall@20"] - ref_recall) < 1e-9
+        and abs(res.metrics["ndcg@20"] - ref_ndcg) < 1e-9
+    )
+    print(
+        f"recall@20 {res.metrics['recall@20']:.6f} vs reference {ref_recall:.6f}; ndcg@20 "
+        f"{res.metrics['ndcg@20']:.6f} vs {ref_ndcg:.6f}: {'identical' if same else 'DIFFERENT'}"
+    )
     return 0 if same else 1
 
 

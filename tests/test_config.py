@@ -9,9 +9,20 @@ from cranerec.train import build_config, resolve_config
 def test_defaults_are_the_mmrec_reference_settings():
     cfg = build_config()
     assert cfg.model_name == "lightgcn"
-    assert (cfg.seed, cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.reg_weight) == (999, 64, 2, 1e-4)
+    assert (cfg.seed, cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.reg_weight) == (
+        999,
+        64,
+        2,
+        1e-4,
+    )
     t = cfg.train
-    assert (t.batch_size, t.lr, t.epochs, t.patience, t.stop_metric) == (2048, 1e-3, 1000, 20, "recall@20")
+    assert (t.batch_size, t.lr, t.epochs, t.patience, t.stop_metric) == (
+        2048,
+        1e-3,
+        1000,
+        20,
+        "recall@20",
+    )
 
 
 def test_set_overrides_are_typed():

@@ -1,12 +1,12 @@
 """The ``cranerec`` command line.
 
-    cranerec train [--data PATH] [--model NAME] [--preset NAME] [--config FILE.yaml]
-                   [--set key=value ...] [--seed N | --seeds N ...] [--out DIR]
-                   [--device cpu|cuda] [--resume RUN_DIR] [--format FMT]
-    cranerec evaluate RUN_DIR [--split test]
-    cranerec data describe PATH
-    cranerec data convert SRC DST --to mmrec|matrices
-    cranerec models
+cranerec train [--data PATH] [--model NAME] [--preset NAME] [--config FILE.yaml]
+               [--set key=value ...] [--seed N | --seeds N ...] [--out DIR]
+               [--device cpu|cuda] [--resume RUN_DIR] [--format FMT]
+cranerec evaluate RUN_DIR [--split test]
+cranerec data describe PATH
+cranerec data convert SRC DST --to mmrec|matrices
+cranerec models
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 def _print_results(results: dict, run_dir: str | None = None) -> None:
     if results.get("synthetic_data"):
         _out(SYNTHETIC_BANNER)
-    _out(f"model {results['model']} on {results['dataset']} (seed {results['seed']}, "
-         f"best epoch {results['best_epoch']} of {results['epochs_run']})")
+    _out(
+        f"model {results['model']} on {results['dataset']} (seed {results['seed']}, "
+        f"best epoch {results['best_epoch']} of {results['epochs_run']})"
+    )
     _out(f"valid: {_format_metrics(results['valid'])}")
     _out(f"test:  {_format_metrics(results['test'])}")
-    _out(f"{results['epoch_seconds_mean']:.3f} s/epoch, {results['eval_seconds_mean']:.3f} s/validation, "
-         f"peak RSS {results['peak_rss_mb']:.0f} MB")
+    _out(
+        f"{results['epoch_seconds_mean']:.3f} s/epoch, {results['eval_seconds_mean']:.3f} s/validation, "
+        f"peak RSS {results['peak_rss_mb']:.0f} MB"
+    )
     if run_dir:
         _out(f"run directory: {run_dir}")
 
@@ -68,7 +72,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _out(SYNTHETIC_BANNER)
         _out(f"model {summary['model']} on {summary['dataset']}, seeds {summary['seeds']}")
         for split in ("valid", "test"):
-            cells = "  ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary[split].items())
+            cells = "  ".join(
+                f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary[split].items()
+            )
             _out(f"{split}: {cells}")
         _out(f"summary: {Path(out) / 'summary.json'}")
         return 0
@@ -99,10 +105,14 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     _out(f"interactions {summary['interactions']:,}")
     _out(f"sparsity     {100 * summary['sparsity']:.4f}%")
     _out(f"mean interactions per user {summary['mean_interactions_per_user']:.2f}")
-    _out(f"{'split':<6} {'interactions':>12} {'users':>8} {'items':>8} {'cold users':>10} {'cold items':>10}")
+    _out(
+        f"{'split':<6} {'interactions':>12} {'users':>8} {'items':>8} {'cold users':>10} {'cold items':>10}"
+    )
     for name, s in summary["splits"].items():
-        _out(f"{name:<6} {s['interactions']:>12,} {s['users']:>8,} {s['items']:>8,} "
-             f"{s['cold_users']:>10,} {s['cold_items']:>10,}")
+        _out(
+            f"{name:<6} {s['interactions']:>12,} {s['users']:>8,} {s['items']:>8,} "
+            f"{s['cold_users']:>10,} {s['cold_items']:>10,}"
+        )
     mods = ", ".join(f"{k} ({v}-d)" for k, v in summary["modalities"].items()) or "none"
     _out(f"modalities   {mods}")
     return 0
@@ -116,7 +126,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         target = save_mmrec(dataset, args.dst, args.name)
     else:
         target = save_matrices(dataset, args.dst)
-    _out(f"wrote {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) as {args.to}: {target}")
+    _out(
+        f"wrote {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) as {args.to}: {target}"
+    )
     return 0
 
 
@@ -141,14 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (resumes an interrupted run directory)")
-    t.add_argument("--data", help="dataset path (MMRec dir, pickled-matrix dir, raw CSV/Parquet) "
-                   "or 'synthetic' (default)")
+    t.add_argument(
+        "--data",
+        help="dataset path (MMRec dir, pickled-matrix dir, raw CSV/Parquet) "
+        "or 'synthetic' (default)",
+    )
     t.add_argument("--format", choices=["auto", "mmrec", "matrices", "raw", "synthetic"])
-    t.add_argument("--model", help="registered model name (see `cranerec models`); default lightgcn")
+    t.add_argument(
+        "--model", help="registered model name (see `cranerec models`); default lightgcn"
+    )
     t.add_argument("--preset", help="named preset of the model")
     t.add_argument("--config", help="YAML config file")
-    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override settings, e.g. train.lr=1e-3 model.n_layers=3")
+    t.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override settings, e.g. train.lr=1e-3 model.n_layers=3",
+    )
     seeds = t.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="training seed (default 999)")
     seeds.add_argument("--seeds", type=int, nargs="+", help="several seeds: DIR/seed-N each")
@@ -188,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     from cranerec.data.errors import DataError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         return args.func(args)

@@ -3,6 +3,7 @@ load. Unknown keys and badly typed values fail with a message that lists what is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -154,10 +155,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = raw
         # YAML 1.1 reads "1e-3" as a string; accept it as a number.
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value) if any(c in value for c in ".eE") else int(value)
-            except ValueError:
-                pass
         node = out
         parts = key.split(".")
         for part in parts[:-1]:

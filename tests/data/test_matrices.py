@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from cranerec.data import DataConfig, DataError, detect_format, load_dataset, load_matrices
 
-from .builders import N_ITEMS, N_USERS, TOY_SPLITS, pairs_of, write_matrices
+from .builders import N_ITEMS, N_USERS, TOY_SPLITS, coo, pairs_of, write_matrices
 
 pytestmark = pytest.mark.filterwarnings("error::cranerec.data.DataWarning")
 
@@ -38,6 +38,19 @@ def test_csr_pickles_are_accepted_and_values_binarised(matrices_dir):
     ds = load_matrices(DataConfig(path=str(matrices_dir)))
     assert set(ds.train.data.tolist()) == {1.0}
     assert pairs_of(ds.train) == set(TOY_SPLITS["train"])
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_binary_pickle_protocol_loads(tmp_path, protocol):
+    # Protocol 5 is pickle.HIGHEST_PROTOCOL (numpy pickles arrays via _frombuffer there);
+    # protocol 2 pickles bytes via _codecs.encode.
+    d = tmp_path / "m"
+    d.mkdir()
+    for split, fname in (("train", "trnMat.pkl"), ("valid", "valMat.pkl"), ("test", "tstMat.pkl")):
+        (d / fname).write_bytes(pickle.dumps(coo(TOY_SPLITS[split]), protocol=protocol))
+    ds = load_matrices(DataConfig(path=str(d)))
+    for split, pairs in TOY_SPLITS.items():
+        assert pairs_of(ds.split(split)) == set(pairs)
 
 
 # ---------------------------------------------------------------------------- unsafe pickles

@@ -30,7 +30,7 @@ def make_log(seed: int = 0) -> pd.DataFrame:
     for u, n in enumerate(list(EXPECTED_SPLIT) * 5):
         for item in rng.choice(ITEM_IDS, size=n, replace=False):
             rows.append((f"u{u:02d}", item, int(rng.integers(1, 6))))
-    rows += rows[:: 17]  # exact duplicate rows
+    rows += rows[::17]  # exact duplicate rows
     rows += [("few", ITEM_IDS[0], 5), ("few", ITEM_IDS[1], 5), ("few", ITEM_IDS[2], 5)]
     # four rows but only three distinct items: dropped because duplicates are dropped first
     rows += [("dupes", ITEM_IDS[i], 5) for i in (0, 1, 1, 2)]
@@ -246,7 +246,9 @@ def test_non_numeric_rating_with_min_rating(tmp_path):
     log = make_log().astype({"rating": object})
     log.loc[3, "rating"] = "great"
     path = write_raw(tmp_path / "r", log)
-    with pytest.raises(DataError, match=r"interactions\.csv: row 5: rating 'great' is not a number"):
+    with pytest.raises(
+        DataError, match=r"interactions\.csv: row 5: rating 'great' is not a number"
+    ):
         load_raw(DataConfig(path=str(path), rating_col="rating", min_rating=3))
 
 

@@ -34,11 +34,30 @@ def test_same_seed_same_metrics_different_seed_different(tiny_data, tmp_path):
 def test_run_directory_contents(tiny_data, tmp_path):
     res = train_run(_config(model="bpr"), tmp_path / "r", tiny_data)
     files = {p.name for p in (tmp_path / "r").iterdir()}
-    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "embeddings.npz", "results.json",
-            "per_user.npz"} <= files
-    keys = {"model", "dataset", "data_fingerprint", "seed", "best_epoch", "epochs_run", "valid", "test",
-            "epoch_seconds_mean", "eval_seconds_mean", "peak_rss_mb", "torch_threads", "git_sha",
-            "cranerec_version"}
+    assert {
+        "config.yaml",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "embeddings.npz",
+        "results.json",
+        "per_user.npz",
+    } <= files
+    keys = {
+        "model",
+        "dataset",
+        "data_fingerprint",
+        "seed",
+        "best_epoch",
+        "epochs_run",
+        "valid",
+        "test",
+        "epoch_seconds_mean",
+        "eval_seconds_mean",
+        "peak_rss_mb",
+        "torch_threads",
+        "git_sha",
+        "cranerec_version",
+    }
     assert keys <= set(res)
     assert res["data_fingerprint"] == tiny_data.fingerprint and res["synthetic_data"] is True
     assert {"recall@10", "recall@20", "ndcg@10", "ndcg@20"} <= set(res["test"])
@@ -53,12 +72,16 @@ def test_embeddings_reproduce_the_reported_metrics(tiny_data, tmp_path):
     assert z["user_emb"].dtype == np.float32 and z["user_emb"].shape[0] == tiny_data.n_users
     assert z["item_emb"].shape[0] == tiny_data.n_items and len(z["item_ids"]) == tiny_data.n_items
     ev = Evaluator(tiny_data, _config().eval)
-    got = ev.evaluate(torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"]), "test").metrics
+    got = ev.evaluate(
+        torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"]), "test"
+    ).metrics
     assert got == pytest.approx(res["test"], abs=1e-7)
 
 
 def test_best_epoch_weights_are_restored(tiny_data, tmp_path):
-    res = train_run(_config("train.epochs=30", "train.patience=3", "train.lr=0.05"), tmp_path / "r", tiny_data)
+    res = train_run(
+        _config("train.epochs=30", "train.patience=3", "train.lr=0.05"), tmp_path / "r", tiny_data
+    )
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     best = max(lines, key=lambda x: x["valid"]["recall@20"])
     assert res["best_epoch"] == best["epoch"]
@@ -68,7 +91,9 @@ def test_best_epoch_weights_are_restored(tiny_data, tmp_path):
 
 
 def test_time_budget_stops_training(tiny_data, tmp_path):
-    res = train_run(_config("train.epochs=1000", "train.time_budget_s=0.0001"), tmp_path / "r", tiny_data)
+    res = train_run(
+        _config("train.epochs=1000", "train.time_budget_s=0.0001"), tmp_path / "r", tiny_data
+    )
     assert res["stop_reason"] == "time budget" and res["epochs_run"] == 1
 
 
@@ -93,7 +118,9 @@ def test_multi_seed_summary(tiny_data, tmp_path):
     r2 = json.loads((tmp_path / "s" / "seed-2" / "results.json").read_text())
     stat = summary["test"]["recall@20"]
     assert stat["mean"] == pytest.approx((r1["test"]["recall@20"] + r2["test"]["recall@20"]) / 2)
-    assert stat["std"] == pytest.approx(np.std([r1["test"]["recall@20"], r2["test"]["recall@20"]], ddof=1))
+    assert stat["std"] == pytest.approx(
+        np.std([r1["test"]["recall@20"], r2["test"]["recall@20"]], ddof=1)
+    )
     assert json.loads((tmp_path / "s" / "summary.json").read_text())["seeds"] == [1, 2]
 
 
@@ -109,8 +136,21 @@ def test_evaluate_run_matches_results(tmp_path):
     assert evaluate_run(out, "test") == pytest.approx(res["test"], abs=1e-7)
 
 
-CMD = [sys.executable, "-m", "cranerec.cli", "train", "--model", "lightgcn", "--seed", "4",
-       "--set", "train.epochs=25", "train.patience=100", "train.batch_size=512", "train.threads=1"]
+CMD = [
+    sys.executable,
+    "-m",
+    "cranerec.cli",
+    "train",
+    "--model",
+    "lightgcn",
+    "--seed",
+    "4",
+    "--set",
+    "train.epochs=25",
+    "train.patience=100",
+    "train.batch_size=512",
+    "train.threads=1",
+]
 
 
 def _run(out):
@@ -121,8 +161,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     """Kill a training subprocess mid-run (SIGKILL), rerun the same command: the resumed run
     ends with exactly the metrics of an uninterrupted run."""
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(CMD + ["--out", str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        CMD + ["--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -22,7 +22,9 @@ def test_every_interaction_once_and_negatives_are_never_positives(tiny_data):
 
 def test_negatives_are_uniform_over_items():
     train = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, 5))
-    neg = InteractionSampler(train).negatives(np.zeros(40000, dtype=np.int64), np.random.default_rng(1))
+    neg = InteractionSampler(train).negatives(
+        np.zeros(40000, dtype=np.int64), np.random.default_rng(1)
+    )
     counts = np.bincount(neg, minlength=5)
     assert counts[0] == 0
     assert np.all(np.abs(counts[1:] / 40000 - 0.25) < 0.015)
@@ -30,7 +32,9 @@ def test_negatives_are_uniform_over_items():
 
 def test_seen_pool_excludes_items_without_training_interactions():
     train = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 1, 1], [0, 1, 2])), shape=(2, 6))
-    neg = InteractionSampler(train, "seen").negatives(np.zeros(2000, dtype=np.int64), np.random.default_rng(0))
+    neg = InteractionSampler(train, "seen").negatives(
+        np.zeros(2000, dtype=np.int64), np.random.default_rng(0)
+    )
     assert set(np.unique(neg)) == {1, 2}
 
 
@@ -41,5 +45,9 @@ def test_user_with_every_item_is_refused():
 
 
 def test_positives_batches_have_no_negatives(tiny_data):
-    b = next(InteractionSampler(tiny_data.train).epoch("positives", 10, np.random.default_rng(0), torch.device("cpu")))
+    b = next(
+        InteractionSampler(tiny_data.train).epoch(
+            "positives", 10, np.random.default_rng(0), torch.device("cpu")
+        )
+    )
     assert b.neg_idx is None and len(b.user_idx) == 10

@@ -42,7 +42,9 @@ class Dataset:
             m.data[:] = 1.0
             m.eliminate_zeros()
             setattr(self, split, m)
-        self.features = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.features.items()}
+        self.features = {
+            k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.features.items()
+        }
 
     @property
     def n_users(self) -> int:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from cranerec.data.dataset import Dataset
 from cranerec.data.errors import DataError
 from cranerec.data.safe_pickle import load_sparse_pickle
-from cranerec.data.split import resolve_split_seed, kcore_filter, split_per_user
+from cranerec.data.split import kcore_filter, resolve_split_seed, split_per_user
 from cranerec.data.validate import check_features, check_ids, check_no_duplicates, check_splits
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,14 @@ class DataConfig:
 
         if self.format not in FORMATS:
             raise ConfigError(f"format {self.format!r} is not one of {list(FORMATS)}")
-        if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or sum(self.split_ratios) <= 0:
-            raise ConfigError(f"split_ratios must be three non-negative numbers, got {self.split_ratios}")
+        if (
+            len(self.split_ratios) != 3
+            or any(r < 0 for r in self.split_ratios)
+            or sum(self.split_ratios) <= 0
+        ):
+            raise ConfigError(
+                f"split_ratios must be three non-negative numbers, got {self.split_ratios}"
+            )
         if self.user_min < 1 or self.item_min < 0:
             raise ConfigError("user_min must be >= 1 and item_min >= 0")
         try:
@@ -150,20 +156,29 @@ def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
     return feats
 
 
-def _finish(name: str, splits: dict[str, sp.csr_matrix], user_ids: np.ndarray, item_ids: np.ndarray,
-            features: dict[str, np.ndarray], files: dict[str, Path], src: str) -> Dataset:
+def _finish(
+    name: str,
+    splits: dict[str, sp.csr_matrix],
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    features: dict[str, np.ndarray],
+    files: dict[str, Path],
+    src: str,
+) -> Dataset:
     check_features(features, len(item_ids), {k: str(v) for k, v in files.items()})
     check_splits(splits["train"], splits["valid"], splits["test"], src)
     return Dataset(name=name, user_ids=user_ids, item_ids=item_ids, features=features, **splits)
 
 
-def _split_matrices(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int,
-                    n_items: int) -> dict[str, sp.csr_matrix]:
+def _split_matrices(
+    users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int
+) -> dict[str, sp.csr_matrix]:
     out = {}
     for code, split in enumerate(("train", "valid", "test")):
         sel = labels == code
         out[split] = sp.csr_matrix(
-            (np.ones(sel.sum(), dtype=np.float32), (users[sel], items[sel])), shape=(n_users, n_items)
+            (np.ones(sel.sum(), dtype=np.float32), (users[sel], items[sel])),
+            shape=(n_users, n_items),
         )
     return out
 
@@ -185,7 +200,9 @@ def load_mmrec(config: DataConfig) -> Dataset:
             raise DataError(f"missing file: no <name>.inter in {directory}")
         if len(candidates) > 1:
             names = ", ".join(c.name for c in candidates)
-            raise DataError(f"{directory}: several .inter files ({names}); choose one with inter_file")
+            raise DataError(
+                f"{directory}: several .inter files ({names}); choose one with inter_file"
+            )
         inter = candidates[0]
     if not inter.is_file():
         raise DataError(f"missing file: {inter}")
@@ -216,7 +233,9 @@ def load_mmrec(config: DataConfig) -> Dataset:
     check_no_duplicates(users * np.int64(n_items) + items, lambda i: f"row {i + 2}", str(inter))
     splits = _split_matrices(users, items, labels, n_users, n_items)
     name = inter.stem
-    return _finish(name, splits, np.arange(n_users), np.arange(n_items), features, files, str(inter))
+    return _finish(
+        name, splits, np.arange(n_users), np.arange(n_items), features, files, str(inter)
+    )
 
 
 def _int_column(col: pd.Series, src: Path, name: str) -> np.ndarray:
@@ -270,10 +289,19 @@ def load_matrices(config: DataConfig) -> Dataset:
     check_no_duplicates(np.concatenate(list(keys.values())), entry_name, str(directory))
     files = _feature_files(directory, config)
     features = _load_features(files)
-    splits = {s: sp.csr_matrix((np.ones(m.nnz, np.float32), (m.row, m.col)), shape=m.shape)
-              for s, m in coos.items()}
-    return _finish(directory.name, splits, np.arange(n_users), np.arange(n_items), features, files,
-                   str(directory))
+    splits = {
+        s: sp.csr_matrix((np.ones(m.nnz, np.float32), (m.row, m.col)), shape=m.shape)
+        for s, m in coos.items()
+    }
+    return _finish(
+        directory.name,
+        splits,
+        np.arange(n_users),
+        np.arange(n_items),
+        features,
+        files,
+        str(directory),
+    )
 
 
 def save_matrices(dataset: Dataset, directory: str | Path) -> Path:
@@ -325,7 +353,9 @@ def load_raw(config: DataConfig) -> Dataset:
             sep = "\t" if log_file.suffix == ".tsv" else ","
             df = pd.read_csv(log_file, sep=sep, dtype={config.user_col: str, config.item_col: str})
     except ImportError as e:
-        raise DataError(f"{log_file}: reading Parquet needs pyarrow (pip install cranerec[parquet]): {e}") from None
+        raise DataError(
+            f"{log_file}: reading Parquet needs pyarrow (pip install cranerec[parquet]): {e}"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{log_file}: unreadable interaction log ({e})") from None
     need = [config.user_col, config.item_col] + ([config.rating_col] if config.rating_col else [])
@@ -340,7 +370,9 @@ def load_raw(config: DataConfig) -> Dataset:
         ratings = pd.to_numeric(df[config.rating_col], errors="coerce")
         bad = np.nonzero(ratings.isna().to_numpy())[0]
         if len(bad):
-            raise DataError(f"{log_file}: row {bad[0] + 2}: rating {df[config.rating_col].iloc[bad[0]]!r} is not a number")
+            raise DataError(
+                f"{log_file}: row {bad[0] + 2}: rating {df[config.rating_col].iloc[bad[0]]!r} is not a number"
+            )
         df = df[ratings >= config.min_rating]
     n_before = len(df)
     df = df.drop_duplicates(subset=[config.user_col, config.item_col])  # binarise + dedupe
@@ -369,8 +401,10 @@ def load_raw(config: DataConfig) -> Dataset:
             )
     df = kcore_filter(df, config.user_col, config.item_col, config.user_min, config.item_min)
     if df.empty:
-        raise DataError(f"{log_file}: no interactions left after the k-core filter "
-                        f"(user_min={config.user_min}, item_min={config.item_min})")
+        raise DataError(
+            f"{log_file}: no interactions left after the k-core filter "
+            f"(user_min={config.user_min}, item_min={config.item_min})"
+        )
     user_codes, user_ids = pd.factorize(df[config.user_col], sort=True)
     item_codes, item_ids = pd.factorize(df[config.item_col], sort=True)
     user_ids, item_ids = np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object)
@@ -379,7 +413,19 @@ def load_raw(config: DataConfig) -> Dataset:
         rows = np.array([row_of[raw] for raw in item_ids.tolist()], dtype=np.int64)
         features = {k: v[rows] for k, v in features.items()}
     labels = split_per_user(user_codes, resolve_split_seed(config.split_seed), config.split_ratios)
-    splits = _split_matrices(user_codes.astype(np.int64), item_codes.astype(np.int64), labels,
-                             len(user_ids), len(item_ids))
-    return _finish(log_file.stem if path.is_file() else path.name, splits, user_ids, item_ids,
-                   features, files, str(log_file))
+    splits = _split_matrices(
+        user_codes.astype(np.int64),
+        item_codes.astype(np.int64),
+        labels,
+        len(user_ids),
+        len(item_ids),
+    )
+    return _finish(
+        log_file.stem if path.is_file() else path.name,
+        splits,
+        user_ids,
+        item_ids,
+        features,
+        files,
+        str(log_file),
+    )

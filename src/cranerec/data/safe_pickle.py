@@ -3,6 +3,7 @@ arrays and refuses every other global, so a crafted file cannot run code on load
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import pickle
 from pathlib import Path
@@ -23,6 +24,9 @@ _NUMPY_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    # pickle protocol 5 (pickle.HIGHEST_PROTOCOL) stores arrays as _frombuffer(buffer, ...)
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -37,11 +41,14 @@ class _SafeUnpickler(pickle.Unpickler):
         if (module, name) in _NUMPY_GLOBALS:
             if module == "numpy":
                 return getattr(importlib.import_module("numpy"), name)
+            submodule = module.rsplit(".", 1)[1]  # multiarray or numeric
             try:
-                mod = importlib.import_module("numpy._core.multiarray")
+                mod = importlib.import_module(f"numpy._core.{submodule}")
             except ImportError:  # numpy < 2
-                mod = importlib.import_module("numpy.core.multiarray")
+                mod = importlib.import_module(f"numpy.core.{submodule}")
             return getattr(mod, name)
+        if (module, name) == ("_codecs", "encode"):  # protocol 2 pickles bytes as encode(s, latin1)
+            return codecs.encode
         raise DataError(
             f"{self.source}: refused to unpickle {module}.{name}; only scipy sparse matrices and "
             "numpy arrays are accepted in a pickled-matrix file"

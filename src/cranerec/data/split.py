@@ -23,8 +23,9 @@ def resolve_split_seed(seed: str | int) -> int:
         ) from None
 
 
-def kcore_filter(df: pd.DataFrame, user_col: str, item_col: str, user_min: int,
-                 item_min: int) -> pd.DataFrame:
+def kcore_filter(
+    df: pd.DataFrame, user_col: str, item_col: str, user_min: int, item_min: int
+) -> pd.DataFrame:
     """Drop users with fewer than ``user_min`` and items with fewer than ``item_min``
     interactions, repeatedly, until both hold (an iterative k-core)."""
     while True:

@@ -21,7 +21,9 @@ def check_features(features: dict[str, np.ndarray], n_items: int, files: dict[st
     for name, feat in features.items():
         src = files.get(name, name)
         if feat.ndim != 2:
-            raise DataError(f"{src}: modality {name!r} must be 2-D [n_items, width], got shape {feat.shape}")
+            raise DataError(
+                f"{src}: modality {name!r} must be 2-D [n_items, width], got shape {feat.shape}"
+            )
         if feat.shape[0] != n_items:
             raise DataError(
                 f"{src}: modality {name!r} has {feat.shape[0]} rows but the data has {n_items} items "
@@ -84,7 +86,9 @@ def check_ids(ids: np.ndarray, kind: str, src: str, row_offset: int, n: int | No
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise DataError(f"{src}: row {r + row_offset}: {kind} id {v!r} is not an integer index")
+                raise DataError(
+                    f"{src}: row {r + row_offset}: {kind} id {v!r} is not an integer index"
+                )
         ids = ids.astype(np.int64)
     neg = np.nonzero(ids < 0)[0]
     if len(neg):

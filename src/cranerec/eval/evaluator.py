@@ -103,7 +103,10 @@ def topk_items(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 def _rows_to_torch(m: sp.csr_matrix, rows: np.ndarray, device: torch.device):
     sub = m[rows]
     r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    return (torch.from_numpy(r).to(device), torch.from_numpy(sub.indices.astype(np.int64)).to(device))
+    return (
+        torch.from_numpy(r).to(device),
+        torch.from_numpy(sub.indices.astype(np.int64)).to(device),
+    )
 
 
 class Evaluator:
@@ -112,6 +115,7 @@ class Evaluator:
     def __init__(self, dataset: Dataset, config: EvalConfig | None = None) -> None:
         self.dataset = dataset
         self.config = config or EvalConfig()
+        self.config.validate()
         has_train = np.diff(dataset.train.indptr) > 0
         self._users = {}
         for split in ("valid", "test"):
@@ -157,10 +161,18 @@ class Evaluator:
                 raw = self.dataset.user_ids[bad[:10]].tolist()
                 raise ValueError(f"NaN scores for {len(bad)} user(s) (first raw ids: {raw})")
             rel = torch.zeros_like(scores, dtype=torch.bool)  # [B, N]
-            rel.index_put_(_rows_to_torch(relevant, batch, device), torch.tensor(True, device=device))
+            rel.index_put_(
+                _rows_to_torch(relevant, batch, device), torch.tensor(True, device=device)
+            )
             hit_blocks.append(rel.gather(1, top).cpu())  # [B, kmax]
-        hits = torch.cat(hit_blocks).to(torch.float64) if hit_blocks else torch.zeros(0, kmax, dtype=torch.float64)
+        hits = (
+            torch.cat(hit_blocks).to(torch.float64)
+            if hit_blocks
+            else torch.zeros(0, kmax, dtype=torch.float64)
+        )
         n_rel = torch.from_numpy(np.diff(relevant.indptr)[users])
-        values = {k: v.numpy() for k, v in metrics_from_hits(hits, n_rel, cfg.ks, cfg.metrics).items()}
+        values = {
+            k: v.numpy() for k, v in metrics_from_hits(hits, n_rel, cfg.ks, cfg.metrics).items()
+        }
         means = {k: float(v.mean()) if len(v) else 0.0 for k, v in values.items()}
         return EvalResult(metrics=means, users=users, per_user=values)

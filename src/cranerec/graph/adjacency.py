@@ -37,7 +37,7 @@ def normalize_adjacency(
     deg = np.asarray(adj.sum(axis=1)).ravel()
     with np.errstate(divide="ignore"):
         if mode == "sym":
-            d = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
+            d = np.where(deg > 0, deg**-0.5, 0.0).astype(np.float32)
             return sp.csr_matrix(sp.diags(d) @ adj @ sp.diags(d), dtype=np.float32)
         if mode == "row":
             d = np.where(deg > 0, 1.0 / deg, 0.0).astype(np.float32)

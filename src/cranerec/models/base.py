@@ -98,7 +98,9 @@ def get_model_class(name: str) -> type[Recommender]:
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}") from None
+        raise ValueError(
+            f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}"
+        ) from None
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -115,5 +117,3 @@ def l2_batch(*embeddings: torch.Tensor) -> torch.Tensor:
 def xavier_embedding(n: int, dim: int) -> nn.Parameter:
     """An [n, dim] embedding table with Xavier-uniform initialisation."""
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(n, dim)))
-
-

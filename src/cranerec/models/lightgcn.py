@@ -65,6 +65,8 @@ class LightGCN(Recommender):
         u, i, j = user_out[batch.user_idx], item_out[batch.pos_idx], item_out[batch.neg_idx]
         rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         reg = self.config.reg_weight * l2_batch(
-            self.user_emb[batch.user_idx], self.item_emb[batch.pos_idx], self.item_emb[batch.neg_idx]
+            self.user_emb[batch.user_idx],
+            self.item_emb[batch.pos_idx],
+            self.item_emb[batch.neg_idx],
         )
         return rank + reg, {"bpr": rank.item(), "reg": reg.item()}

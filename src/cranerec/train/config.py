@@ -49,7 +49,9 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.negative_pool not in NEGATIVE_POOLS:
-            raise ConfigError(f"negative_pool {self.negative_pool!r} is not one of {list(NEGATIVE_POOLS)}")
+            raise ConfigError(
+                f"negative_pool {self.negative_pool!r} is not one of {list(NEGATIVE_POOLS)}"
+            )
         if "@" not in self.stop_metric:
             raise ConfigError(f"stop_metric must look like recall@20, got {self.stop_metric!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -90,7 +92,9 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     named by ``preset`` underneath the given values."""
     unknown = sorted(set(raw) - set(TOP_KEYS))
     if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}")
+        raise ConfigError(
+            f"unknown config key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}"
+        )
     model_section = dict(raw.get("model") or {})
     if isinstance(raw.get("model"), str):
         model_section = {"name": raw["model"]}

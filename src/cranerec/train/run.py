@@ -88,10 +88,14 @@ def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
                 f"choose another --out, or continue it as it was with --resume {run_dir}"
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} exists and is not an empty run directory; choose another --out")
+        raise ConfigError(
+            f"{run_dir} exists and is not an empty run directory; choose another --out"
+        )
 
 
-def train_run(config: RunConfig, run_dir: str | Path, dataset: Dataset | None = None) -> dict[str, Any]:
+def train_run(
+    config: RunConfig, run_dir: str | Path, dataset: Dataset | None = None
+) -> dict[str, Any]:
     """Train (or resume, or report) the run in ``run_dir``; returns the results dict."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
@@ -147,8 +151,9 @@ def train_run(config: RunConfig, run_dir: str | Path, dataset: Dataset | None = 
     return results
 
 
-def train_seeds(config: RunConfig, seeds: list[int], out: str | Path,
-                dataset: Dataset | None = None) -> dict[str, Any]:
+def train_seeds(
+    config: RunConfig, seeds: list[int], out: str | Path, dataset: Dataset | None = None
+) -> dict[str, Any]:
     """One run directory per seed (``out/seed-N``), then ``out/summary.json`` with the mean and
     standard deviation of every metric. Finished seeds are reported, interrupted ones resumed."""
     out = Path(out)
@@ -167,8 +172,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation over runs of every valid/test metric and timing."""
 
     def stats(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        return {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
 
     out: dict[str, Any] = {
         "model": runs[0]["model"], "dataset": runs[0]["dataset"],
@@ -176,7 +183,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
     for split in ("valid", "test"):
         out[split] = {k: stats([r[split][k] for r in runs]) for k in runs[0][split]}
-    for key in ("best_epoch", "epochs_run", "epoch_seconds_mean", "eval_seconds_mean", "peak_rss_mb"):
+    for key in (
+        "best_epoch",
+        "epochs_run",
+        "epoch_seconds_mean",
+        "eval_seconds_mean",
+        "peak_rss_mb",
+    ):
         out[key] = stats([float(r[key]) for r in runs])
     return out
 

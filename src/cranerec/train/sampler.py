@@ -52,7 +52,9 @@ class InteractionSampler:
         while True:
             keys = users[todo] * self.n_items + neg[todo]
             pos = np.searchsorted(self.keys, keys)
-            clash = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == keys)
+            clash = (pos < len(self.keys)) & (
+                self.keys[np.minimum(pos, len(self.keys) - 1)] == keys
+            )
             todo = todo[clash]
             if not len(todo):
                 return neg

@@ -92,7 +92,9 @@ class Trainer:
             else None
         )
         self.sampler = (
-            InteractionSampler(dataset.train, config.train.negative_pool) if self.trainable else None
+            InteractionSampler(dataset.train, config.train.negative_pool)
+            if self.trainable
+            else None
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -183,12 +185,16 @@ class Trainer:
             valid = self.evaluator.evaluate(user_emb, item_emb, "valid").metrics
             t2 = time.perf_counter()
             if stop_key not in valid:
-                raise ValueError(f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}")
+                raise ValueError(
+                    f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}"
+                )
             self._update_state(epoch, valid[stop_key], t1 - t0, t2 - t1)
             self._log_epoch(epoch, losses, valid, t1 - t0, t2 - t1)
             self.save_checkpoint()
             bar.update(1)
-            bar.set_postfix(loss=f"{losses.get('loss', 0):.4f}", **{stop_key: f"{valid[stop_key]:.4f}"})
+            bar.set_postfix(
+                loss=f"{losses.get('loss', 0):.4f}", **{stop_key: f"{valid[stop_key]:.4f}"}
+            )
         bar.close()
         if not self.state.stop_reason:
             self.state.stop_reason = "max epochs"
@@ -202,11 +208,15 @@ class Trainer:
         self.model.pre_epoch(epoch, self.rng)
         totals: dict[str, float] = {}
         n = 0
-        for batch in self.sampler.epoch(self.model.batch_kind, cfg.batch_size, self.rng, self.device):
+        for batch in self.sampler.epoch(
+            self.model.batch_kind, cfg.batch_size, self.rng, self.device
+        ):
             self.optimizer.zero_grad(set_to_none=True)
             loss, parts = self.model.loss(batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} ({parts})")
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1} ({parts})"
+                )
             loss.backward()
             self.optimizer.step()
             totals["loss"] = totals.get("loss", 0.0) + loss.item()
@@ -223,21 +233,35 @@ class Trainer:
         s.eval_seconds.append(eval_s)
         if value > s.best_value:
             s.best_value, s.best_epoch, s.bad_epochs = value, epoch + 1, 0
-            self.best_weights = copy.deepcopy({k: v.detach() for k, v in self.model.state_dict().items()})
+            self.best_weights = copy.deepcopy(
+                {k: v.detach() for k, v in self.model.state_dict().items()}
+            )
         else:
             s.bad_epochs += 1
             if s.bad_epochs >= self.config.train.patience:
                 s.stop_reason = "early stopping"
 
-    def _log_epoch(self, epoch: int, losses: dict[str, float], valid: dict[str, float],
-                   train_s: float, eval_s: float) -> None:
+    def _log_epoch(
+        self,
+        epoch: int,
+        losses: dict[str, float],
+        valid: dict[str, float],
+        train_s: float,
+        eval_s: float,
+    ) -> None:
         record = {
             "epoch": epoch + 1, **losses, "valid": valid, "epoch_seconds": train_s,
             "eval_seconds": eval_s, "best_epoch": self.state.best_epoch,
         }  # fmt: skip
-        log.info("epoch %d loss %.5f %s %.5f (%.2fs + %.2fs eval)", epoch + 1,
-                 losses.get("loss", 0.0), self.config.train.stop_metric,
-                 valid[self.config.train.stop_metric], train_s, eval_s)
+        log.info(
+            "epoch %d loss %.5f %s %.5f (%.2fs + %.2fs eval)",
+            epoch + 1,
+            losses.get("loss", 0.0),
+            self.config.train.stop_metric,
+            valid[self.config.train.stop_metric],
+            train_s,
+            eval_s,
+        )
         if self.run_dir is not None:
             with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
