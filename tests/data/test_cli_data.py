@@ -10,7 +10,7 @@ import pytest
 from cranerec.cli import SYNTHETIC_BANNER, main
 from cranerec.data import load_dataset
 
-from .builders import N_ITEMS, N_USERS
+from .builders import N_ITEMS, N_USERS, toy_rows, write_inter
 
 pytestmark = pytest.mark.filterwarnings("error::cranerec.data.DataWarning")
 
@@ -41,8 +41,6 @@ def test_describe_prints_counts_splits_sparsity_and_modalities(capsys, mmrec_dir
 
 
 def test_describe_without_modalities_says_none(capsys, tmp_path):
-    from .builders import toy_rows, write_inter
-
     write_inter(tmp_path / "plain", toy_rows())
     code, out, _ = run(capsys, "data", "describe", str(tmp_path / "plain"))
     assert code == 0

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cranerec.data import DataConfig, DataError, detect_format, load_dataset, load_matrices
+from cranerec.data import (
+    DataConfig,
+    DataError,
+    DataWarning,
+    detect_format,
+    load_dataset,
+    load_matrices,
+)
 
 from .builders import N_ITEMS, N_USERS, TOY_SPLITS, coo, pairs_of, write_matrices
 
@@ -135,7 +142,7 @@ def test_shared_tiktok_release_loads():
     path = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "tiktok"
     if not (path / "trnMat.pkl").is_file():
         pytest.skip(f"the TikTok release is not at {path}")
-    with pytest.warns(Warning):  # its valid/test splits hold a few cold users and items
+    with pytest.warns(DataWarning):  # its valid/test splits hold a few cold users and items
         ds = load_dataset(path=str(path))
     assert ds.n_users > 1000 and ds.n_items > 1000
     assert all(ds.split(s).nnz > 0 for s in ("train", "valid", "test"))

@@ -251,6 +251,14 @@ def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None)
     from cranerec.utils.io import atomic_write
 
     directory = Path(directory)
+    total = dataset.train + dataset.valid + dataset.test
+    empty_users = int((np.diff(total.tocsr().indptr) == 0).sum())
+    empty_items = int((np.diff(total.tocsc().indptr) == 0).sum())
+    if empty_users or empty_items:
+        raise DataError(
+            f"{dataset.name}: {empty_users} user(s) and {empty_items} item(s) have no interaction in "
+            "any split; an MMRec .inter file cannot represent them (ids must be contiguous)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
     for code, split in enumerate(("train", "valid", "test")):

@@ -23,6 +23,7 @@ from cranerec.config import ConfigError, deep_merge, load_yaml, parse_overrides
 from cranerec.data.dataset import Dataset
 from cranerec.data.loaders import load_dataset
 from cranerec.eval.evaluator import Evaluator
+from cranerec.experiments.plots import plot_training_curve
 from cranerec.models import get_model_class
 from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
 from cranerec.train.trainer import Trainer, seed_everything
@@ -147,6 +148,12 @@ def train_run(
         "git_sha": git_sha(),
         "cranerec_version": cranerec.__version__,
     }
+    if state.epoch:
+        synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
+        plot_training_curve(
+            run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
+            title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
+        )  # fmt: skip
     write_json_atomic(results_path, results)
     return results
 
