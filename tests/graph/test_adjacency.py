@@ -7,7 +7,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from cranerec.graph import bipartite_adjacency, normalize_adjacency, to_torch_sparse
+from cranerec.graph import (
+    bipartite_adjacency,
+    normalize_adjacency,
+    propagate,
+    sparse_mm,
+    to_torch_sparse,
+)
 
 
 def _interactions() -> np.ndarray:
@@ -85,13 +91,36 @@ def test_none_normalisation_and_unknown_mode():
         normalize_adjacency(sp.csr_matrix(a), "col")
 
 
-def test_to_torch_sparse_round_trips():
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_to_torch_sparse_round_trips(layout):
     norm = normalize_adjacency(bipartite_adjacency(sp.csr_matrix(_interactions())), "sym")
-    t = to_torch_sparse(norm)
-    assert t.is_sparse and t.is_coalesced()
+    t = to_torch_sparse(norm, layout=layout)
+    if layout == "coo":
+        assert t.is_sparse and t.is_coalesced()
+    else:
+        assert t.layout == torch.sparse_csr
     assert t.dtype == torch.float32 and tuple(t.shape) == norm.shape
     np.testing.assert_array_equal(t.to_dense().numpy(), norm.toarray())
     x = torch.randn(norm.shape[0], 3)
     torch.testing.assert_close(
         torch.sparse.mm(t, x), torch.from_numpy(norm.toarray()) @ x, rtol=1e-5, atol=1e-6
     )
+
+
+def test_sparse_mm_backward_uses_the_transpose_correctly():
+    """The custom backward (A^T @ grad from a precomputed transpose) passes gradcheck."""
+    rng = np.random.default_rng(0)
+    a = sp.random(6, 4, density=0.5, random_state=rng, format="csr")
+    a_t = to_torch_sparse(a.T).double()
+    a_torch = to_torch_sparse(a).double()
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: sparse_mm(a_torch, v, a_t), (x,))
+
+
+def test_propagate_is_the_mean_of_layers_including_layer_zero():
+    norm = normalize_adjacency(bipartite_adjacency(sp.csr_matrix(_interactions())), "sym")
+    dense = torch.from_numpy(norm.toarray()).double()
+    e = torch.randn(norm.shape[0], 2, dtype=torch.float64)
+    t = to_torch_sparse(norm).double()
+    expected = (e + dense @ e + dense @ dense @ e) / 3
+    torch.testing.assert_close(propagate(t, e, 2, adj_t=t), expected)

@@ -7,5 +7,9 @@ from cranerec.graph.adjacency import (
     to_torch_sparse,
 )
 from cranerec.graph.knn import knn_graph
+from cranerec.graph.propagate import propagate, sparse_mm
 
-__all__ = ["bipartite_adjacency", "knn_graph", "normalize_adjacency", "to_torch_sparse"]
+__all__ = [
+    "bipartite_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
+    "to_torch_sparse",
+]  # fmt: skip

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from cranerec.data.dataset import Dataset
-from cranerec.graph import bipartite_adjacency, normalize_adjacency, to_torch_sparse
+from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
 from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
 
 
@@ -24,14 +24,6 @@ class LightGCNConfig:
 
         if self.n_layers < 0 or self.embedding_dim < 1:
             raise ConfigError("n_layers must be >= 0 and embedding_dim >= 1")
-
-
-def propagate(adj: torch.Tensor, emb: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """Mean of E^(0..K) with E^(k+1) = adj @ E^(k) (layer 0 included)."""
-    layers = [emb]
-    for _ in range(n_layers):
-        layers.append(torch.sparse.mm(adj, layers[-1]))
-    return torch.stack(layers).mean(dim=0)
 
 
 @register
@@ -57,7 +49,7 @@ class LightGCN(Recommender):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         emb = torch.cat([self.user_emb, self.item_emb])  # [U + I, d]
-        out = propagate(self.adj_norm, emb, self.config.n_layers)
+        out = propagate(self.adj_norm, emb, self.config.n_layers, adj_t=self.adj_norm)  # symmetric
         return out[: self.n_users], out[self.n_users :]
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
