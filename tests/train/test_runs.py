@@ -129,6 +129,28 @@ def test_pop_is_not_trained(tiny_data, tmp_path):
     assert res["epochs_run"] == 0 and res["test"]["recall@20"] > 0
 
 
+def test_rerunning_an_interrupted_run_resumes_it(tiny_data, tmp_path, monkeypatch):
+    """An exception mid-training (Ctrl-C, OOM) leaves a checkpoint; the same call resumes."""
+    from cranerec.train.trainer import Trainer
+
+    cfg = _config("train.epochs=8", "train.patience=100")
+    straight = train_run(cfg, tmp_path / "straight", tiny_data)
+    original = Trainer.save_checkpoint
+
+    def interrupt_after_epoch_3(self):
+        original(self)
+        if self.state.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", interrupt_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tmp_path / "r", tiny_data)
+    monkeypatch.setattr(Trainer, "save_checkpoint", original)
+    assert not (tmp_path / "r" / "results.json").exists()
+    resumed = train_run(cfg, tmp_path / "r", tiny_data)
+    assert resumed["test"] == straight["test"] and resumed["epochs_run"] == 8
+
+
 def test_evaluate_run_matches_results(tmp_path):
     out = tmp_path / "r"
     cfg = build_config(overrides=FAST + ["train.epochs=2"])
@@ -181,7 +203,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     done_before = len(metrics.read_text().splitlines())
     assert done_before < 25
 
-    resumed = _run(killed)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cranerec.cli", "train", "--resume", str(killed)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     straight = _run(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr

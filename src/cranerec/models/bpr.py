@@ -20,7 +20,7 @@ class BPRConfig:
 
 @register
 class BPR(Recommender):
-    """Matrix factorisation: y_ui = e_u . e_i.
+    """Matrix factorisation trained with BPR: y_ui = e_u . e_i.
 
     Loss per batch of triples (u, i, j):
         mean(-log sigmoid(y_ui - y_uj)) + reg_weight * 0.5 * (|e_u|^2 + |e_i|^2 + |e_j|^2) / B

@@ -28,7 +28,9 @@ class LightGCNConfig:
 
 @register
 class LightGCN(Recommender):
-    """E^(k+1) = D^{-1/2} A D^{-1/2} E^(k) on the training graph; final E = mean_k E^(k),
+    """Linear propagation over the normalised user-item graph; scores are inner products.
+
+    E^(k+1) = D^{-1/2} A D^{-1/2} E^(k) on the training graph; final E = mean_k E^(k),
     k = 0..K; y_ui = e_u . e_i.
 
     Loss: BPR + reg_weight * 0.5 * (|e_u^(0)|^2 + |e_i^(0)|^2 + |e_j^(0)|^2) / B.

@@ -18,7 +18,7 @@ class PopConfig:
 
 @register
 class Pop(Recommender):
-    """Score(u, i) = number of training interactions of item i (same list for every user).
+    """Most popular: score(u, i) = training interactions of item i, the same for every user.
 
     Exported as ``user_emb`` = ones [n_users, 1], ``item_emb`` = counts [n_items, 1]. Not trained.
     """
