@@ -100,13 +100,27 @@ def topk_items(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return vals, idx
 
 
-def _rows_to_torch(m: sp.csr_matrix, rows: np.ndarray, device: torch.device):
-    sub = m[rows]
-    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    return (
-        torch.from_numpy(r).to(device),
-        torch.from_numpy(sub.indices.astype(np.int64)).to(device),
-    )
+class _RowEntries:
+    """The nonzeros of a CSR matrix's rows ``users`` (in that order), gathered once so that a
+    batch ``users[start:stop]`` reads its (row-in-batch, column) pairs with one slice."""
+
+    def __init__(self, m: sp.csr_matrix, users: np.ndarray) -> None:
+        counts = np.diff(m.indptr)[users]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        starts = m.indptr[users].astype(np.int64)
+        entry = np.repeat(starts - self.offsets[:-1], counts) + np.arange(self.offsets[-1])
+        self.rows = torch.from_numpy(np.repeat(np.arange(len(users)), counts))
+        self.cols = torch.from_numpy(m.indices[entry].astype(np.int64))
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def batch(
+        self, start: int, stop: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on:
+            self._on[device] = (self.rows.to(device), self.cols.to(device))
+        rows, cols = self._on[device]
+        sl = slice(int(self.offsets[start]), int(self.offsets[stop]))
+        return rows[sl] - start, cols[sl]
 
 
 class Evaluator:
@@ -121,9 +135,11 @@ class Evaluator:
         for split in ("valid", "test"):
             has_split = np.diff(dataset.split(split).indptr) > 0
             self._users[split] = np.nonzero(has_split & has_train)[0]
-        self._masks = {"valid": dataset.train, "test": dataset.train}
+        masks = {"valid": dataset.train, "test": dataset.train}
         if self.config.masks_valid_at_test:
-            self._masks["test"] = (dataset.train + dataset.valid).tocsr()
+            masks["test"] = (dataset.train + dataset.valid).tocsr()
+        self._masked = {s: _RowEntries(masks[s], u) for s, u in self._users.items()}
+        self._relevant = {s: _RowEntries(dataset.split(s), u) for s, u in self._users.items()}
 
     def users(self, split: str) -> np.ndarray:
         """Indices of the users evaluated on ``split``."""
@@ -138,7 +154,7 @@ class Evaluator:
             raise ValueError(f"cannot evaluate split {split!r}; choose valid or test")
         cfg = self.config
         users = self._users[split]
-        relevant, mask = self.dataset.split(split), self._masks[split]
+        relevant = self.dataset.split(split)
         n_items = item_emb.shape[0]
         if n_items != self.dataset.n_items or user_emb.shape[0] != self.dataset.n_users:
             raise ValueError(
@@ -151,10 +167,12 @@ class Evaluator:
         hit_blocks: list[torch.Tensor] = []
         bs = cfg.user_batch_size or (256 if device.type == "cpu" else 4096)
         for start in range(0, len(users), bs):
-            batch = users[start : start + bs]
+            stop = min(start + bs, len(users))
+            batch = users[start:stop]
             batch_t = torch.from_numpy(batch).to(device)
             scores = user_emb[batch_t] @ item_t  # [B, N]
-            scores.index_put_(_rows_to_torch(mask, batch, device), scores.new_tensor(float("-inf")))
+            masked = self._masked[split].batch(start, stop, device)
+            scores.index_put_(masked, scores.new_tensor(float("-inf")))
             vals, top = topk_items(scores, kmax)  # [B, kmax]
             if torch.isnan(vals).any():  # topk ranks NaN first, so any NaN row shows here
                 bad = batch[torch.isnan(vals).any(dim=1).cpu().numpy()]
@@ -162,7 +180,7 @@ class Evaluator:
                 raise ValueError(f"NaN scores for {len(bad)} user(s) (first raw ids: {raw})")
             rel = torch.zeros_like(scores, dtype=torch.bool)  # [B, N]
             rel.index_put_(
-                _rows_to_torch(relevant, batch, device), torch.tensor(True, device=device)
+                self._relevant[split].batch(start, stop, device), torch.tensor(True, device=device)
             )
             hit_blocks.append(rel.gather(1, top).cpu())  # [B, kmax]
         hits = (
