@@ -26,8 +26,8 @@ def test_defaults_are_the_mmrec_reference_settings():
 
 
 def test_set_overrides_are_typed():
-    cfg = build_config(overrides=["train.lr=5e-4", "model.n_layers=3", "eval.ks=[5, 10]"])
-    assert cfg.train.lr == 5e-4 and cfg.model.n_layers == 3 and cfg.eval.ks == [5, 10]
+    cfg = build_config(overrides=["train.lr=5e-4", "model.n_layers=3", "eval.ks=[5, 20]"])
+    assert cfg.train.lr == 5e-4 and cfg.model.n_layers == 3 and cfg.eval.ks == [5, 20]
 
 
 def test_unknown_key_lists_valid_keys():
@@ -75,3 +75,8 @@ def test_config_round_trips_through_dict():
 def test_parse_overrides_rejects_missing_equals():
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["train.lr"])
+
+
+def test_stop_metric_must_be_computed():
+    with pytest.raises(ConfigError, match="stop_metric 'recall@20' is not computed"):
+        build_config(overrides=["eval.ks=[10]"])

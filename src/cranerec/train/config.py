@@ -115,7 +115,7 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     seed = raw.get("seed", 999)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
-    return RunConfig(
+    config = RunConfig(
         model_name=name,
         seed=seed,
         data=from_dict(DataConfig, raw.get("data"), "data"),
@@ -123,6 +123,13 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
         eval=from_dict(EvalConfig, raw.get("eval"), "eval"),
         model=from_dict(cls.Config, model_section, "model"),
     )
+    metric, _, k = config.train.stop_metric.partition("@")
+    if metric not in config.eval.metrics or not k.isdigit() or int(k) not in config.eval.ks:
+        raise ConfigError(
+            f"train.stop_metric {config.train.stop_metric!r} is not computed by the evaluator "
+            f"(eval.metrics {config.eval.metrics}, eval.ks {config.eval.ks})"
+        )
+    return config
 
 
 #: Settings that may differ when a run is resumed (they do not change the results).
