@@ -44,8 +44,9 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.patience < 1:
-            raise ConfigError("epochs must be >= 0, batch_size >= 1 and patience >= 1")
+        for key, low in (("epochs", 0), ("batch_size", 1), ("patience", 1), ("threads", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.negative_pool not in NEGATIVE_POOLS:
