@@ -40,8 +40,11 @@ def test_seen_pool_excludes_items_without_training_interactions():
 
 def test_user_with_every_item_is_refused():
     train = sp.csr_matrix(np.ones((1, 3)))
+    sampler = InteractionSampler(train)
     with pytest.raises(ValueError, match="every item of the negative pool"):
-        InteractionSampler(train)
+        next(sampler.epoch("triples", 2, np.random.default_rng(0), torch.device("cpu")))
+    # models trained without negatives are not affected
+    assert next(sampler.epoch("positives", 2, np.random.default_rng(0), torch.device("cpu")))
 
 
 def test_positives_batches_have_no_negatives(tiny_data):

@@ -35,18 +35,21 @@ class InteractionSampler:
         in_pool = np.zeros(self.n_items, dtype=bool)
         in_pool[self.pool] = True
         pos_in_pool = np.bincount(self.users[in_pool[self.items]], minlength=train.shape[0])
-        full = np.nonzero(pos_in_pool >= len(self.pool))[0]
-        if len(full):
-            raise ValueError(
-                f"{len(full)} user(s) (first index {full[0]}) interacted with every item of the "
-                f"negative pool ({pool!r}, {len(self.pool)} items): no negative can be sampled"
-            )
+        self._full_users = np.nonzero(pos_in_pool >= len(self.pool))[0]
+        self._pool_name = pool
 
     def __len__(self) -> int:
         return len(self.users)
 
     def negatives(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One uniform negative per entry of ``users``, never a training positive of it."""
+        full = self._full_users
+        if len(full):
+            raise ValueError(
+                f"{len(full)} user(s) (first index {full[0]}) interacted with every item of the "
+                f"negative pool ({self._pool_name!r}, {len(self.pool)} items): no negative can "
+                "be sampled"
+            )
         neg = self.pool[rng.integers(0, len(self.pool), len(users))]
         todo = np.arange(len(users))
         while True:
