@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,11 +146,18 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         va, vb = a.get(section), b.get(section)
         if isinstance(va, dict) and isinstance(vb, dict):
             for key in sorted(set(va) | set(vb)):
-                if (section, key) not in RESUME_FREE_KEYS and va.get(key) != vb.get(key):
-                    out.append(f"{section}.{key}")
+                if (section, key) in RESUME_FREE_KEYS or va.get(key) == vb.get(key):
+                    continue
+                if (section, key) == ("data", "path") and _same_path(va.get(key), vb.get(key)):
+                    continue
+                out.append(f"{section}.{key}")
         elif va != vb:
             out.append(section)
     return out
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
 
 def replace(config: RunConfig, **changes: Any) -> RunConfig:

@@ -67,7 +67,11 @@ def build_config(
         flags.setdefault("train", {})["device"] = device
     if isinstance(raw.get("model"), str):
         raw["model"] = {"name": raw["model"]}
-    return resolve_config(deep_merge(raw, flags))
+    config = resolve_config(deep_merge(raw, flags))
+    if config.data.path != "synthetic" and Path(config.data.path).exists():
+        # Stored absolute so that `cranerec evaluate RUN_DIR` works from any directory.
+        config.data.path = str(Path(config.data.path).resolve())
+    return config
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
