@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cranerec.config import ConfigError, deep_merge, from_dict, to_dict
