@@ -80,3 +80,16 @@ def test_parse_overrides_rejects_missing_equals():
 def test_stop_metric_must_be_computed():
     with pytest.raises(ConfigError, match="stop_metric 'recall@20' is not computed"):
         build_config(overrides=["eval.ks=[10]"])
+
+
+def test_data_path_is_stored_absolute_and_compared_by_target(tmp_path, monkeypatch):
+    from cranerec.train.config import config_differences
+
+    (tmp_path / "d").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(data="d")
+    assert cfg.data.path == str((tmp_path / "d").resolve())
+    rel = cfg.to_dict()
+    rel["data"]["path"] = "d"
+    assert config_differences(rel, cfg.to_dict()) == []
+    assert config_differences(rel, build_config(overrides=["train.lr=0.1"]).to_dict())
