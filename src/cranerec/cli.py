@@ -146,10 +146,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from cranerec import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (built on demand, never at import)."""
     p = argparse.ArgumentParser(prog="cranerec", description="Multimodal graph recommendation.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    p.add_argument("--version", action="version", version=f"cranerec {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (resumes an interrupted run directory)")
