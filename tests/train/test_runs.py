@@ -216,3 +216,23 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert a["valid"] == b["valid"] and a["test"] == b["test"]
     epochs = [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()]
     assert epochs == list(range(1, 26))
+
+
+def test_learning_rate_decays_per_epoch_as_configured(tiny_data, tmp_path, monkeypatch):
+    from cranerec.train.trainer import Trainer
+
+    seen = []
+    original = Trainer._train_epoch
+
+    def record(self, epoch):
+        out = original(self, epoch)
+        seen.append(self.optimizer.param_groups[0]["lr"])
+        return out
+
+    monkeypatch.setattr(Trainer, "_train_epoch", record)
+    train_run(
+        _config("train.epochs=3", "train.lr_decay=0.5", "train.lr_decay_every=2"),
+        tmp_path / "r",
+        tiny_data,
+    )
+    assert seen == pytest.approx([1e-3, 1e-3 * 0.5**0.5, 1e-3 * 0.5])

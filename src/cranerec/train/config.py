@@ -30,11 +30,15 @@ class TrainConfig:
     L2 to the batch's embeddings through their own ``reg_weight``). ``time_budget_s``: stop
     after this much training time (accumulated across resumes). ``threads``: torch threads
     (0 = all cores). ``progress``: show a progress bar when writing to a terminal.
+    ``lr_decay`` / ``lr_decay_every``: epoch e (0-based) trains with
+    ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's ``learning_rate_scheduler``; 1.0 = off).
     """
 
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_decay_every: int = 50
     weight_decay: float = 0.0
     patience: int = 20
     stop_metric: str = "recall@20"
@@ -50,6 +54,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay <= 1 or self.lr_decay_every < 1:
+            raise ConfigError("lr_decay must be in (0, 1] and lr_decay_every >= 1")
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ConfigError(
                 f"negative_pool {self.negative_pool!r} is not one of {list(NEGATIVE_POOLS)}"

@@ -204,6 +204,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config.train
+        for group in self.optimizer.param_groups:  # stateless, so resumes need nothing saved
+            group["lr"] = cfg.lr * cfg.lr_decay ** (epoch / cfg.lr_decay_every)
         self.model.train()
         self.model.pre_epoch(epoch, self.rng)
         totals: dict[str, float] = {}
