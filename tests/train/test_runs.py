@@ -66,6 +66,21 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert all("loss" in x and "epoch_seconds" in x and "valid" in x for x in lines)
 
 
+def test_model_file_rebuilds_the_model_without_unpickling_code(tiny_data, tmp_path):
+    from cranerec.models import get_model_class
+    from cranerec.train import resolve_config
+
+    train_run(_config(), tmp_path / "r", tiny_data)
+    saved = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    cfg = resolve_config(saved["config"])
+    model = get_model_class(saved["model_name"])(tiny_data, cfg.model)
+    model.load_state_dict(saved["state_dict"])
+    z = np.load(tmp_path / "r" / "embeddings.npz")
+    user_emb, item_emb = model.export_embeddings()
+    np.testing.assert_array_equal(user_emb.numpy(), z["user_emb"])
+    np.testing.assert_array_equal(item_emb.numpy(), z["item_emb"])
+
+
 def test_embeddings_reproduce_the_reported_metrics(tiny_data, tmp_path):
     res = train_run(_config(), tmp_path / "r", tiny_data)
     z = np.load(tmp_path / "r" / "embeddings.npz")

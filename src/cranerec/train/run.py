@@ -28,13 +28,14 @@ from cranerec.models import get_model_class
 from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
 from cranerec.train.trainer import Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb
-from cranerec.utils.io import savez_atomic, write_json_atomic, write_text_atomic
+from cranerec.utils.io import savez_atomic, torch_save_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 EMBEDDINGS_FILE = "embeddings.npz"
+MODEL_FILE = "model.pt"
 SUMMARY_FILE = "summary.json"
 
 
@@ -124,6 +125,13 @@ def train_run(
     valid = evaluator.evaluate(user_emb, item_emb, "valid")
     test = evaluator.evaluate(user_emb, item_emb, "test")
     final_eval_s = time.perf_counter() - t0
+    # The restored best weights with the arguments that built the model (loadable with
+    # torch.load(weights_only=True)): what serving needs beside embeddings.npz.
+    torch_save_atomic(
+        run_dir / MODEL_FILE,
+        {"model_name": config.model_name, "config": config.to_dict(),
+         "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
+    )  # fmt: skip
     test.save_per_user(str(run_dir / "per_user.npz"), dataset.user_ids)
     valid.save_per_user(str(run_dir / "per_user_valid.npz"), dataset.user_ids)
     savez_atomic(

@@ -121,7 +121,7 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything saved by ``save_checkpoint`` (weights, optimizer, RNGs, state)."""
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)  # never unpickle code
         if ckpt["data_fingerprint"] != self.dataset.fingerprint:
             raise RuntimeError(
                 f"{path} was trained on data with fingerprint {ckpt['data_fingerprint']}; the data "
