@@ -6,10 +6,12 @@ from cranerec.graph.adjacency import (
     normalize_adjacency,
     to_torch_sparse,
 )
+from cranerec.graph.dropedge import DROPEDGE_MODES, drop_edges, edge_keep_probability
 from cranerec.graph.knn import knn_graph
 from cranerec.graph.propagate import propagate, sparse_mm
 
 __all__ = [
+    "DROPEDGE_MODES", "drop_edges", "edge_keep_probability",
     "bipartite_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
     "to_torch_sparse",
 ]  # fmt: skip
