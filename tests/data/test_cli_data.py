@@ -106,3 +106,14 @@ def test_convert_requires_target_format(capsys, tmp_path, mmrec_dir):
     with pytest.raises(SystemExit):
         main(["data", "convert", str(mmrec_dir), str(tmp_path / "x")])
     assert "--to" in capsys.readouterr().err
+
+
+def test_converted_synthetic_data_stays_marked_synthetic(tmp_path, capsys):
+    from cranerec.cli import SYNTHETIC_BANNER, main
+    from cranerec.data import load_dataset
+
+    assert main(["data", "convert", "synthetic", str(tmp_path / "m"), "--to", "mmrec"]) == 0
+    assert load_dataset(path=str(tmp_path / "m")).synthetic
+    capsys.readouterr()
+    main(["data", "describe", str(tmp_path / "m")])
+    assert SYNTHETIC_BANNER in capsys.readouterr().out

@@ -38,13 +38,28 @@ class Dataset:
             # copy=True: binarising below must not overwrite the caller's matrix (e.g. ratings).
             m = sp.csr_matrix(getattr(self, split), dtype=np.float32, copy=True)
             m.sum_duplicates()
+            m.eliminate_zeros()  # a stored zero is not an interaction
             m.sort_indices()
             m.data[:] = 1.0
-            m.eliminate_zeros()
             setattr(self, split, m)
         self.features = {
             k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.features.items()
         }
+        self.user_ids, self.item_ids = np.asarray(self.user_ids), np.asarray(self.item_ids)
+        shapes = {s: getattr(self, s).shape for s in SPLITS}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"{self.name}: the splits have different shapes: {shapes}")
+        if len(self.user_ids) != self.n_users or len(self.item_ids) != self.n_items:
+            raise ValueError(
+                f"{self.name}: {len(self.user_ids)} user ids and {len(self.item_ids)} item ids for "
+                f"a {self.n_users} x {self.n_items} interaction matrix"
+            )
+        for name, feat in self.features.items():
+            if feat.ndim != 2 or feat.shape[0] != self.n_items:
+                raise ValueError(
+                    f"{self.name}: modality {name!r} has shape {feat.shape}; expected "
+                    f"[{self.n_items}, width]"
+                )
 
     @property
     def n_users(self) -> int:

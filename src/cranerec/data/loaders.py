@@ -22,7 +22,12 @@ import scipy.sparse as sp
 from cranerec.data.dataset import Dataset
 from cranerec.data.errors import DataError
 from cranerec.data.safe_pickle import load_sparse_pickle
-from cranerec.data.split import kcore_filter, resolve_split_seed, split_per_user
+from cranerec.data.split import (
+    kcore_filter,
+    matrices_from_labels,
+    resolve_split_seed,
+    split_per_user,
+)
 from cranerec.data.validate import check_features, check_ids, check_no_duplicates, check_splits
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,7 @@ MATRIX_FILES = {"train": "trnMat.pkl", "valid": "valMat.pkl", "test": "tstMat.pk
 MMREC_COLUMNS = ["userID", "itemID", "rating", "timestamp", "x_label"]
 FEAT_SUFFIX = "_feat.npy"
 RAW_NAMES = ("interactions.csv", "interactions.parquet")
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 
 @dataclass
@@ -116,7 +122,9 @@ def load_dataset(config: DataConfig | None = None, **overrides) -> Dataset:
     if fmt == "synthetic":
         from cranerec.data.synthetic import make_synthetic
 
-        return make_synthetic(seed=config.synthetic_seed)
+        return make_synthetic(
+            seed=config.synthetic_seed, split_seed=resolve_split_seed(config.split_seed)
+        )
     if fmt == "mmrec":
         return load_mmrec(config)
     if fmt == "matrices":
@@ -167,20 +175,12 @@ def _finish(
 ) -> Dataset:
     check_features(features, len(item_ids), {k: str(v) for k, v in files.items()})
     check_splits(splits["train"], splits["valid"], splits["test"], src)
-    return Dataset(name=name, user_ids=user_ids, item_ids=item_ids, features=features, **splits)
-
-
-def _split_matrices(
-    users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int
-) -> dict[str, sp.csr_matrix]:
-    out = {}
-    for code, split in enumerate(("train", "valid", "test")):
-        sel = labels == code
-        out[split] = sp.csr_matrix(
-            (np.ones(sel.sum(), dtype=np.float32), (users[sel], items[sel])),
-            shape=(n_users, n_items),
-        )
-    return out
+    src_path = Path(src)
+    directory = src_path if src_path.is_dir() else src_path.parent
+    return Dataset(
+        name=name, user_ids=user_ids, item_ids=item_ids, features=features,
+        synthetic=(directory / SYNTHETIC_MARKER).exists(), **splits,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- MMRec
@@ -231,7 +231,7 @@ def load_mmrec(config: DataConfig) -> Dataset:
     n_users = check_ids(users, "user", str(inter), row_offset=2)
     n_items = check_ids(items, "item", str(inter), row_offset=2, n=n_items)
     check_no_duplicates(users * np.int64(n_items) + items, lambda i: f"row {i + 2}", str(inter))
-    splits = _split_matrices(users, items, labels, n_users, n_items)
+    splits = matrices_from_labels(users, items, labels, n_users, n_items)
     name = inter.stem
     return _finish(
         name, splits, np.arange(n_users), np.arange(n_items), features, files, str(inter)
@@ -284,6 +284,17 @@ def load_matrices(config: DataConfig) -> Dataset:
     if len(set(shapes.values())) != 1:
         raise DataError(f"{directory}: the split matrices have different shapes: {shapes}")
     n_users, n_items = coos["train"].shape
+    for split, fname in MATRIX_FILES.items():
+        m = coos[split]
+        for axis, idx, n in (("row", m.row, n_users), ("column", m.col, n_items)):
+            bad = np.nonzero((idx < 0) | (idx >= n))[0]
+            if len(bad):
+                raise DataError(
+                    f"{directory / fname}: entry {bad[0]}: {axis} index {idx[bad[0]]} is out of "
+                    f"range for a {n_users} x {n_items} matrix"
+                )
+        keep = m.data != 0  # a stored zero is not an interaction
+        coos[split] = sp.coo_matrix((m.data[keep], (m.row[keep], m.col[keep])), shape=m.shape)
     keys = {s: m.row.astype(np.int64) * n_items + m.col for s, m in coos.items()}
     for split, fname in MATRIX_FILES.items():  # entry numbers name the COO entry in that file
         check_no_duplicates(keys[split], lambda i: f"entry {i}", str(directory / fname))
@@ -328,8 +339,13 @@ def save_matrices(dataset: Dataset, directory: str | Path) -> Path:
 
 
 def _save_features(dataset: Dataset, directory: Path) -> None:
-    from cranerec.utils.io import atomic_write
+    from cranerec.utils.io import atomic_write, write_text_atomic
 
+    if dataset.synthetic:  # converted synthetic data stays marked as synthetic when reloaded
+        write_text_atomic(
+            directory / SYNTHETIC_MARKER,
+            "This directory holds cranerec's built-in SYNTHETIC dataset (generated, not real data).\n",
+        )
     for name, feat in dataset.features.items():
         atomic_write(directory / f"{name}{FEAT_SUFFIX}", lambda f, a=feat: np.save(f, a))
 
@@ -373,6 +389,10 @@ def load_raw(config: DataConfig) -> Dataset:
             f"{log_file}: missing column(s) {missing}; found {list(df.columns)} "
             "(set user_col / item_col / rating_col to name yours)"
         )
+    for col in (config.user_col, config.item_col):
+        empty = np.nonzero(df[col].isna().to_numpy())[0]
+        if len(empty):
+            raise DataError(f"{log_file}: row {empty[0] + 2}: empty {col} ({len(empty)} such rows)")
     df = df.astype({config.user_col: str, config.item_col: str})
     if config.rating_col and config.min_rating is not None:
         ratings = pd.to_numeric(df[config.rating_col], errors="coerce")
@@ -421,7 +441,7 @@ def load_raw(config: DataConfig) -> Dataset:
         rows = np.array([row_of[raw] for raw in item_ids.tolist()], dtype=np.int64)
         features = {k: v[rows] for k, v in features.items()}
     labels = split_per_user(user_codes, resolve_split_seed(config.split_seed), config.split_ratios)
-    splits = _split_matrices(
+    splits = matrices_from_labels(
         user_codes.astype(np.int64),
         item_codes.astype(np.int64),
         labels,

@@ -70,4 +70,9 @@ def load_sparse_pickle(path: str | Path) -> sp.coo_matrix:
         raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
     if not sp.issparse(obj):
         raise DataError(f"{path}: expected a scipy sparse matrix, found {type(obj).__name__}")
-    return sp.coo_matrix(obj)
+    if isinstance(obj, sp.coo_matrix):
+        return obj  # indices are range-checked by the caller, which names the entry
+    try:
+        return sp.coo_matrix(obj)
+    except ValueError as e:
+        raise DataError(f"{path}: invalid sparse matrix ({e})") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 #: The five split seeds of the CRANE paper (Sec. 4.3.1), selectable as ``paper1`` .. ``paper5``.
 PAPER_SPLIT_SEEDS = {"paper1": 9, "paper2": 672, "paper3": 5368, "paper4": 12784, "paper5": 2023}
@@ -71,3 +72,17 @@ def split_per_user(user_codes: np.ndarray, seed: int, ratios: list[float]) -> np
     labels[rank < u_test] = 2
     labels[(rank >= u_test) & (rank < u_test + u_valid)] = 1
     return labels
+
+
+def matrices_from_labels(
+    users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int
+) -> dict[str, sp.csr_matrix]:
+    """Binary train/valid/test matrices from interaction arrays and their 0/1/2 split labels."""
+    out = {}
+    for code, split in enumerate(("train", "valid", "test")):
+        sel = labels == code
+        out[split] = sp.csr_matrix(
+            (np.ones(int(sel.sum()), dtype=np.float32), (users[sel], items[sel])),
+            shape=(n_users, n_items),
+        )
+    return out

@@ -10,10 +10,9 @@ vector) tell which topic they belong to. Two modalities: ``image`` (informative)
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from cranerec.data.dataset import Dataset
-from cranerec.data.split import split_per_user
+from cranerec.data.split import matrices_from_labels, split_per_user
 
 
 def make_synthetic(
@@ -59,12 +58,7 @@ def make_synthetic(
     )
 
     labels = split_per_user(users, split_seed, [0.8, 0.1, 0.1])
-    splits = {}
-    for code, name in enumerate(("train", "valid", "test")):
-        sel = labels == code
-        splits[name] = sp.csr_matrix(
-            (np.ones(sel.sum(), np.float32), (users[sel], items[sel])), shape=(n_users, n_items)
-        )
+    splits = matrices_from_labels(users, items, labels, n_users, n_items)
     return Dataset(
         name="synthetic",
         user_ids=np.arange(n_users),

@@ -75,21 +75,9 @@ def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix
 
 
 def check_ids(ids: np.ndarray, kind: str, src: str, row_offset: int, n: int | None = None) -> int:
-    """Integer ids in [0, n) that are contiguous (every index used). Returns n."""
+    """Integer ids (already parsed) in [0, n) that are contiguous (every index used). Returns n."""
     if ids.size == 0:
         raise DataError(f"{src}: no interactions")
-    if not np.issubdtype(ids.dtype, np.integer):
-        as_float = np.asarray(ids, dtype=object)
-        for r, v in enumerate(as_float):
-            try:
-                ok = float(v).is_integer()
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise DataError(
-                    f"{src}: row {r + row_offset}: {kind} id {v!r} is not an integer index"
-                )
-        ids = ids.astype(np.int64)
     neg = np.nonzero(ids < 0)[0]
     if len(neg):
         raise DataError(f"{src}: row {neg[0] + row_offset}: {kind} id {ids[neg[0]]} is negative")
