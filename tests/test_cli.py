@@ -61,3 +61,40 @@ def test_models_lists_every_model_with_settings(capsys):
     starts = {line.split()[0] for line in out.splitlines() if not line.startswith(" ")}
     assert {"pop", "bpr", "lightgcn"} <= starts
     assert "model.n_layers: int = 2" in out
+
+
+def test_resume_refuses_flags_that_would_be_ignored(tmp_path, capsys):
+    main(["train", "--model", "bpr", "--out", str(tmp_path / "r"), *FAST])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "r"), "--set", "train.lr=0.1"]) == 2
+    assert "drop --set" in capsys.readouterr().err
+
+
+def test_non_mapping_config_section_is_a_clear_error(capsys, tmp_path):
+    assert main(["train", "--set", "train=5", "--out", str(tmp_path / "r")]) == 2
+    assert "train: expected a mapping" in capsys.readouterr().err
+
+
+def test_evaluate_says_synthetic(tmp_path, capsys):
+    main(["train", "--model", "bpr", "--out", str(tmp_path / "r"), *FAST])
+    capsys.readouterr()
+    main(["evaluate", str(tmp_path / "r")])
+    assert SYNTHETIC_BANNER in capsys.readouterr().out
+
+
+def test_describe_takes_raw_column_names(tmp_path, capsys):
+    rows = "\n".join(f"u{u},i{(u + j) % 7}" for u in range(6) for j in range(5))
+    (tmp_path / "interactions.csv").write_text("uid,asin\n" + rows + "\n")
+    assert main(["data", "describe", str(tmp_path), "--set", "user_col=uid", "item_col=asin"]) == 0
+    assert "users        6" in capsys.readouterr().out
+
+
+def test_written_results_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    main(["train", "--model", "pop", "--out", str(tmp_path / "r"), *FAST])
+    mode = stat.S_IMODE(os.stat(tmp_path / "r" / "results.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -18,6 +18,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from cranerec.data.loaders import FORMATS
+
 SYNTHETIC_BANNER = "NOTE: this is the built-in SYNTHETIC dataset (generated, not real data)."
 
 
@@ -51,8 +53,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cranerec.train.run import build_config, read_run_config, train_run, train_seeds
 
     if args.resume:
-        if args.seeds or args.out:
-            raise SystemExit("--resume RUN_DIR takes no --out/--seeds: the run directory is given")
+        given = [flag for flag, value in (
+            ("--out", args.out), ("--seeds", args.seeds), ("--seed", args.seed), ("--data", args.data),
+            ("--model", args.model), ("--preset", args.preset), ("--config", args.config),
+            ("--set", args.set), ("--format", args.format),
+        ) if value]  # fmt: skip
+        if given:
+            raise ValueError(
+                f"--resume RUN_DIR continues the run as it was configured; drop {', '.join(given)} "
+                "(only --device may change)"
+            )
         config = read_run_config(args.resume)
         if args.device:
             config.train.device = args.device
@@ -85,15 +95,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cranerec.train.run import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.split)
+    metrics, synthetic = evaluate_run(args.run_dir, args.split, with_flag=True)
+    if synthetic:
+        _out(SYNTHETIC_BANNER)
     _out(f"{args.split}: {_format_metrics(metrics)}")
     return 0
 
 
-def _cmd_describe(args: argparse.Namespace) -> int:
-    from cranerec.data.loaders import load_dataset
+def _load_for_data_command(path: str, fmt: str, overrides: list[str]):
+    """Load a dataset for ``data describe/convert``; ``--set`` takes data settings (raw column
+    names, k-core, split seed) without the ``data.`` prefix."""
+    from cranerec.config import from_dict, parse_overrides
+    from cranerec.data.loaders import DataConfig, load_dataset
 
-    summary = load_dataset(path=args.path, format=args.format).summary()
+    settings = {"path": path, "format": fmt, **parse_overrides(overrides)}
+    return load_dataset(from_dict(DataConfig, settings, "data"))
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    summary = _load_for_data_command(args.path, args.format, args.set).summary()
     if args.json:
         _out(json.dumps(summary, indent=2))
         return 0
@@ -119,9 +139,11 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from cranerec.data.loaders import load_dataset, save_matrices, save_mmrec
+    from cranerec.data.loaders import save_matrices, save_mmrec
 
-    dataset = load_dataset(path=args.src, format=args.format)
+    dataset = _load_for_data_command(args.src, args.format, args.set)
+    if dataset.synthetic:
+        _out(SYNTHETIC_BANNER)
     if args.to == "mmrec":
         target = save_mmrec(dataset, args.dst, args.name)
     else:
@@ -165,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset path (MMRec dir, pickled-matrix dir, raw CSV/Parquet) "
         "or 'synthetic' (default)",
     )
-    t.add_argument("--format", choices=["auto", "mmrec", "matrices", "raw", "synthetic"])
+    t.add_argument("--format", choices=list(FORMATS))
     t.add_argument(
         "--model", help="registered model name (see `cranerec models`); default lightgcn"
     )
@@ -197,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("path")
     desc.add_argument("--format", default="auto")
     desc.add_argument("--json", action="store_true")
+    desc.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data settings, e.g. user_col=uid item_col=asin user_min=5",
+    )
     desc.set_defaults(func=_cmd_describe)
     conv = dsub.add_parser("convert", help="convert between pickled-matrix and MMRec formats")
     conv.add_argument("src")
@@ -204,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", required=True, choices=["mmrec", "matrices"])
     conv.add_argument("--format", default="auto", help="format of SRC (default: detect)")
     conv.add_argument("--name", help="name of the .inter file (default: the dataset's name)")
+    conv.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data settings for SRC, e.g. user_col=uid split_seed=paper2",
+    )
     conv.set_defaults(func=_cmd_convert)
 
     m = sub.add_parser("models", help="list registered models and their settings")
@@ -224,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         return args.func(args)
-    except (ConfigError, DataError, ValueError, RuntimeError) as e:
+    except (ConfigError, DataError, ValueError, RuntimeError, OSError) as e:
         sys.stderr.write(f"cranerec: error: {e}\n")
         return 2
 

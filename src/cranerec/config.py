@@ -31,14 +31,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):
                 return _coerce(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
         raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
     if origin is typing.Literal:
         allowed = get_args(tp)
@@ -92,9 +89,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ``ConfigError``.
     After construction ``validate()`` is called when the class defines it."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping of settings, got {data!r}")
     data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))

@@ -251,3 +251,32 @@ def test_learning_rate_decays_per_epoch_as_configured(tiny_data, tmp_path, monke
         tiny_data,
     )
     assert seen == pytest.approx([1e-3, 1e-3 * 0.5**0.5, 1e-3 * 0.5])
+
+
+def test_kill_before_the_first_checkpoint_leaves_no_duplicate_epoch_line(
+    tiny_data, tmp_path, monkeypatch
+):
+    from cranerec.train.trainer import Trainer
+
+    original = Trainer.save_checkpoint
+
+    def die(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", die)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_config("train.epochs=3"), tmp_path / "r", tiny_data)
+    monkeypatch.setattr(Trainer, "save_checkpoint", original)
+    train_run(_config("train.epochs=3"), tmp_path / "r", tiny_data)
+    epochs = [
+        json.loads(x)["epoch"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [1, 2, 3]
+
+
+def test_failed_start_does_not_claim_the_directory(tmp_path):
+    bad = build_config(overrides=FAST + ["data.modalities=[nope]"])
+    with pytest.raises(Exception, match="nope"):
+        train_run(bad, tmp_path / "r")
+    assert not (tmp_path / "r" / "config.yaml").exists()
+    train_run(_config(), tmp_path / "r")  # a corrected command is accepted

@@ -122,9 +122,17 @@ def load_dataset(config: DataConfig | None = None, **overrides) -> Dataset:
     if fmt == "synthetic":
         from cranerec.data.synthetic import make_synthetic
 
-        return make_synthetic(
+        data = make_synthetic(
             seed=config.synthetic_seed, split_seed=resolve_split_seed(config.split_seed)
         )
+        if config.modalities is not None:
+            missing = [m for m in config.modalities if m not in data.features]
+            if missing:
+                raise DataError(
+                    f"synthetic data has no modality {missing}; it has {data.modalities}"
+                )
+            data.features = {m: data.features[m] for m in config.modalities}
+        return data
     if fmt == "mmrec":
         return load_mmrec(config)
     if fmt == "matrices":

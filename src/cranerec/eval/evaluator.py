@@ -17,6 +17,7 @@ the batch size.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,7 +125,13 @@ class _RowEntries:
 
 
 class Evaluator:
-    """Full-ranking evaluation of user/item embeddings (scores = user_emb @ item_emb.T)."""
+    """Full-ranking evaluation of user/item embeddings (scores = user_emb @ item_emb.T).
+
+    Protocol (``mmrec``, the default): evaluate every user with >= 1 interaction in the split and
+    >= 1 in training; mask their training items (and, at test time, their validation items only
+    when ``mask_valid_at_test`` / protocol ``strict``); rank all other items, ties by the lower
+    index; average Recall, NDCG, Precision, MAP and HitRate (``cranerec.eval.metrics``) at each K.
+    """
 
     def __init__(self, dataset: Dataset, config: EvalConfig | None = None) -> None:
         self.dataset = dataset
@@ -139,6 +146,13 @@ class Evaluator:
         if self.config.masks_valid_at_test:
             masks["test"] = (dataset.train + dataset.valid).tocsr()
         self._masked = {s: _RowEntries(masks[s], u) for s, u in self._users.items()}
+        for split, users in self._users.items():
+            if not len(users):
+                warnings.warn(
+                    f"{dataset.name}: no user of the {split} split has a training interaction; "
+                    f"every {split} metric will be 0",
+                    stacklevel=2,
+                )
         self._relevant = {s: _RowEntries(dataset.split(s), u) for s, u in self._users.items()}
 
     def users(self, split: str) -> np.ndarray:

@@ -13,14 +13,12 @@ def plot_training_curve(
     metrics_path: str | Path, out_png: str | Path, stop_metric: str, title: str = ""
 ) -> Path:
     """Training loss and the validation stopping metric per epoch, best epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     records = [json.loads(x) for x in Path(metrics_path).read_text(encoding="utf-8").splitlines()]
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["loss"] for r in records], color="tab:blue")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (mean over batches)")
@@ -38,6 +36,5 @@ def plot_training_curve(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     write_bytes_atomic(out_png, buf.getvalue())
     return Path(out_png)

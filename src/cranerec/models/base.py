@@ -3,7 +3,7 @@
 A model:
 - is built from the ``Dataset`` and its own typed config dataclass (``Config``);
 - computes full user and item representations in ``forward()``;
-- owns its loss: ``loss(batch) -> (total, {name: value})``;
+- owns its loss: ``loss(batch) -> (total, {name: detached tensor})``;
 - declares the batches it needs (``batch_kind``): ``"triples"`` (user, positive, negative; BPR),
   ``"positives"`` (user, positive; models without negatives such as BM3), or ``"none"`` (not
   trained, e.g. popularity);
@@ -63,8 +63,9 @@ class Recommender(nn.Module):
         """Full representations ``(user_emb [n_users, d], item_emb [n_items, d])``."""
         raise NotImplementedError
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training loss of one batch: ``(total, {part name: value})``."""
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of one batch: ``(total, {part name: detached 0-d tensor})``.
+        Parts stay tensors so that the loop never waits on the device inside an epoch."""
         raise NotImplementedError
 
     def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:  # noqa: B027
@@ -89,6 +90,10 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     """Class decorator: make a model available by its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no registry name")
+    if cls.name in MODELS and MODELS[cls.name] is not cls:
+        raise ValueError(
+            f"model name {cls.name!r} is already registered by {MODELS[cls.name].__name__}"
+        )
     MODELS[cls.name] = cls
     return cls
 

@@ -39,10 +39,10 @@ class BPR(Recommender):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_emb, self.item_emb
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         u = self.user_emb[batch.user_idx]  # [B, d]
         i = self.item_emb[batch.pos_idx]
         j = self.item_emb[batch.neg_idx]
         rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         reg = self.config.reg_weight * l2_batch(u, i, j)
-        return rank + reg, {"bpr": rank.item(), "reg": reg.item()}
+        return rank + reg, {"bpr": rank.detach(), "reg": reg.detach()}

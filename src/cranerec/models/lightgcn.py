@@ -54,7 +54,7 @@ class LightGCN(Recommender):
         out = propagate(self.adj_norm, emb, self.config.n_layers, adj_t=self.adj_norm)  # symmetric
         return out[: self.n_users], out[self.n_users :]
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user_out, item_out = self.forward()
         u, i, j = user_out[batch.user_idx], item_out[batch.pos_idx], item_out[batch.neg_idx]
         rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
@@ -63,4 +63,4 @@ class LightGCN(Recommender):
             self.item_emb[batch.pos_idx],
             self.item_emb[batch.neg_idx],
         )
-        return rank + reg, {"bpr": rank.item(), "reg": reg.item()}
+        return rank + reg, {"bpr": rank.detach(), "reg": reg.detach()}

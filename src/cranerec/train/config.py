@@ -6,6 +6,7 @@ flags. The ``model`` section holds ``name`` plus that model's own typed settings
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -67,7 +68,13 @@ class TrainConfig:
 
     @property
     def n_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        """Torch threads: ``threads``, or every core this process may run on."""
+        if self.threads:
+            return self.threads
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
 
 
 @dataclass
@@ -140,8 +147,11 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     return config
 
 
-#: Settings that may differ when a run is resumed (they do not change the results).
-RESUME_FREE_KEYS = {("train", "device"), ("train", "threads"), ("train", "progress")}
+#: Settings that may differ when a run is resumed. Threads, progress and the evaluation batch do
+#: not change results; moving a run to another device is allowed but gives up bit-exactness.
+RESUME_FREE_KEYS = {
+    ("train", "device"), ("train", "threads"), ("train", "progress"), ("eval", "user_batch_size"),
+}  # fmt: skip
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -167,5 +177,5 @@ def _same_path(a: str | None, b: str | None) -> bool:
 
 
 def replace(config: RunConfig, **changes: Any) -> RunConfig:
-    """A copy of ``config`` with top-level fields replaced."""
-    return dataclasses.replace(config, **changes)
+    """A deep copy of ``config`` with top-level fields replaced (runs never share sections)."""
+    return dataclasses.replace(copy.deepcopy(config), **changes)

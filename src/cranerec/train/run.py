@@ -109,14 +109,15 @@ def train_run(
     if results_path.exists():
         log.info("%s is finished; reporting its results", run_dir)
         return json.loads(results_path.read_text(encoding="utf-8"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
     if dataset is None:
         dataset = load_dataset(config.data)
     torch.set_num_threads(config.train.n_threads)
     seed_everything(config.seed)
     model = get_model_class(config.model_name)(dataset, config.model)
     evaluator = Evaluator(dataset, config.eval)
+    # Written once data and model are known to load: a failed start does not claim the directory.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
     trainer = Trainer(model, dataset, config, evaluator, run_dir)
     state = trainer.fit()
 
@@ -138,6 +139,7 @@ def train_run(
         run_dir / EMBEDDINGS_FILE,
         user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
         user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
+        synthetic_data=np.array(dataset.synthetic),
     )  # fmt: skip
     eval_times = state.eval_seconds or [final_eval_s / 2]
     results = {
@@ -160,13 +162,16 @@ def train_run(
         "git_sha": git_sha(),
         "cranerec_version": cranerec.__version__,
     }
+    write_json_atomic(results_path, results)
     if state.epoch:
         synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
-        plot_training_curve(
-            run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
-            title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
-        )  # fmt: skip
-    write_json_atomic(results_path, results)
+        try:
+            plot_training_curve(
+                run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
+                title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
+            )  # fmt: skip
+        except Exception as e:  # a plot must never cost a finished run its results
+            log.warning("could not draw the training curve: %s", e)
     return results
 
 
@@ -199,6 +204,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": runs[0]["model"], "dataset": runs[0]["dataset"],
         "data_fingerprint": runs[0]["data_fingerprint"], "seeds": [r["seed"] for r in runs],
+        "synthetic_data": bool(runs[0].get("synthetic_data", False)),
     }  # fmt: skip
     for split in ("valid", "test"):
         out[split] = {k: stats([r[split][k] for r in runs]) for k in runs[0][split]}
@@ -213,8 +219,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
-    """Re-evaluate a finished run from its ``embeddings.npz`` on the data its config names."""
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", with_flag: bool = False
+) -> dict[str, float] | tuple[dict[str, float], bool]:
+    """Re-evaluate a finished run from its ``embeddings.npz`` on the data its config names.
+    With ``with_flag``, also return whether that data is synthetic."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     emb_path = run_dir / EMBEDDINGS_FILE
@@ -231,4 +240,5 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
             )
     with np.load(emb_path, allow_pickle=False) as z:
         user_emb, item_emb = torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"])
-    return Evaluator(dataset, config.eval).evaluate(user_emb, item_emb, split).metrics
+    metrics = Evaluator(dataset, config.eval).evaluate(user_emb, item_emb, split).metrics
+    return (metrics, dataset.synthetic) if with_flag else metrics

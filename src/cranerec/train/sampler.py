@@ -77,6 +77,3 @@ class InteractionSampler:
                 pos_idx=torch.from_numpy(items[sl]).to(device),
                 neg_idx=None if neg is None else torch.from_numpy(neg[sl]).to(device),
             )
-
-    def n_batches(self, batch_size: int) -> int:
-        return -(-len(self.users) // batch_size)

@@ -163,8 +163,9 @@ class Trainer:
         ckpt_path = self.run_dir / CHECKPOINT if self.run_dir else None
         if ckpt_path is not None and ckpt_path.exists():
             self.load_checkpoint(ckpt_path)
-            self._trim_metrics_log()
             log.info("resumed from %s after epoch %d", ckpt_path, self.state.epoch)
+        if self.run_dir is not None:
+            self._trim_metrics_log()  # also when a kill came before the first checkpoint
         if not self.trainable:
             self.state.stop_reason = "not trainable"
             return self.state
@@ -208,24 +209,24 @@ class Trainer:
             group["lr"] = cfg.lr * cfg.lr_decay ** (epoch / cfg.lr_decay_every)
         self.model.train()
         self.model.pre_epoch(epoch, self.rng)
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         n = 0
         for batch in self.sampler.epoch(
             self.model.batch_kind, cfg.batch_size, self.rng, self.device
         ):
             self.optimizer.zero_grad(set_to_none=True)
             loss, parts = self.model.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1} ({parts})"
-                )
             loss.backward()
             self.optimizer.step()
-            totals["loss"] = totals.get("loss", 0.0) + loss.item()
-            for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                totals[k] = totals[k] + v if k in totals else v
             n += 1
-        return {k: v / max(n, 1) for k, v in totals.items()}
+        means = {k: float(v) / max(n, 1) for k, v in totals.items()}  # one device sync per epoch
+        if not math.isfinite(means.get("loss", 0.0)):
+            raise FloatingPointError(
+                f"the training loss became {means['loss']} in epoch {epoch + 1} ({means})"
+            )
+        return means
 
     def _update_state(self, epoch: int, value: float, train_s: float, eval_s: float) -> None:
         s = self.state
