@@ -95,9 +95,26 @@ def topk_items(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices
     idx, vals = idx.gather(1, order), vals.gather(1, order)
     if boundary.any():
+        # A tie crosses the cut: the items scoring above the k-th value are already in the list
+        # (in order); fill the rest with the lowest-index items that tie with the k-th value.
         rows = torch.nonzero(boundary).squeeze(1)
-        s_vals, s_idx = torch.sort(scores[rows], dim=1, descending=True, stable=True)
-        vals[rows], idx[rows] = s_vals[:, :k], s_idx[:, :k]
+        sub = scores[rows]  # [R, N]
+        kth = vals[rows, k - 1 : k]  # [R, 1]
+        n_above = (vals[rows] > kth).sum(dim=1, keepdim=True)  # [R, 1]
+        n = sub.shape[1]
+        # Lowest-index ties first: a key that is larger for lower indices, zero for non-ties.
+        order_key = torch.arange(n, 0, -1, device=sub.device, dtype=sub.dtype)  # [N]
+        key = torch.where(
+            sub == kth, order_key, torch.zeros((), dtype=sub.dtype, device=sub.device)
+        )
+        first_ties = torch.topk(key, k, dim=1).indices  # [R, k], ascending index among ties
+        slot = torch.arange(k, device=sub.device)[None, :]  # [1, k]
+        new_idx = idx[rows].clone()
+        fill = slot >= n_above  # positions after the items scoring above the k-th value
+        src = (slot - n_above).clamp(min=0)
+        new_idx[fill] = first_ties.gather(1, src)[fill]
+        idx[rows] = new_idx
+        vals[rows] = sub.gather(1, new_idx)
     return vals, idx
 
 
