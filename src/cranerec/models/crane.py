@@ -1,0 +1,249 @@
+"""CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
+
+Work in progress (issue 4): the core of the paper is here; the ablation switches, the measured
+defaults (chosen on TikTok's validation split) and docs/crane.md are still to come. Defaults are
+provisional.
+
+Paper symbol -> parameter:
+    d -> ``embedding_dim``; L_UI -> ``ui_layers``; L_II -> ``ii_layers``; R -> ``rca_rounds``;
+    k -> ``knn_k``; tau -> ``temperature``; beta -> ``cl_weight``; lambda -> ``reg_weight``;
+    W^(l), sigma (Eq. 3-4) -> ``gcn_weights``, ``activation``; P_ui (Eq. 2) -> ``dropedge``.
+
+Forward (Eq. 1-17):
+    e   = GCN over the (edge-dropped, in training) user-item graph, layers 0..L_UI combined
+    X^m = [profiles of users (Eq. 5: sum of their training items' features); item features]
+    X_att = RCA(X^1..X^K) on the item rows (Eq. 7-13)
+    S~  = top-k cosine graph of X_att, self excluded, kept values row-normalised (Eq. 14)
+    h_i = S~^{L_II} e_i (Eq. 15), h_u = sum of the user's training items' h_i (Eq. 16)
+    z   = e + h (Eq. 17); score = z_u . z_i
+Loss (Eq. 18-20, means over the batch): BPR + beta (InfoNCE(e_u, h_u) + InfoNCE(e_i, h_i)) over
+the batch's unique users and unique positive items (a duplicate would be its own false negative)
++ lambda * L2 of the batch's layer-0 embeddings.
+
+Item-graph cadence: ``graph_cadence="epoch"`` rebuilds RCA and S~ on the first training step of
+each epoch; that step's loss carries gradient into RCA through the kept similarity values, later
+steps reuse them as constants (as LATTICE does). ``"step"`` rebuilds at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cranerec.data.dataset import Dataset
+from cranerec.graph import (
+    DROPEDGE_MODES,
+    bipartite_adjacency,
+    drop_edges,
+    knn_graph,
+    normalize_adjacency,
+    sparse_mm,
+    to_torch_sparse,
+)
+from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.nn import RecursiveCrossModalAttention, info_nce
+
+ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
+
+
+@dataclass
+class CRANEConfig:
+    """CRANE settings (see the module docstring for the paper symbols)."""
+
+    embedding_dim: int = 64
+    ui_layers: int = 2
+    ii_layers: int = 1
+    gcn_weights: bool = True
+    activation: str = "none"
+    dropedge: str = "degree_sampled"
+    dropedge_keep: float = 0.8
+    rca_rounds: int = 3
+    rca_width: int = 64
+    rca_share_weights: bool = True
+    rca_block_size: int = 1024
+    rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
+    rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
+    feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
+    profile: str = "sum"  # Eq. 5: "sum" | "mean"
+    knn_k: int = 10
+    graph_cadence: str = "epoch"
+    cl_weight: float = 0.1
+    temperature: float = 0.2
+    reg_weight: float = 1e-4
+
+    def validate(self) -> None:
+        from cranerec.config import ConfigError
+
+        choices = {
+            "activation": tuple(ACTIVATIONS), "dropedge": DROPEDGE_MODES,
+            "rca_value_scale": ("mean", "none"), "feature_norm": ("l2", "none"),
+            "profile": ("sum", "mean"), "graph_cadence": ("epoch", "step"),
+        }  # fmt: skip
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} {getattr(self, key)!r} is not one of {list(allowed)}")
+        if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
+            raise ConfigError("embedding_dim, rca_rounds, rca_width and knn_k must be >= 1")
+        if self.ui_layers < 0 or self.ii_layers < 0 or self.temperature <= 0:
+            raise ConfigError("ui_layers, ii_layers must be >= 0 and temperature > 0")
+
+
+@register
+class CRANE(Recommender):
+    """CRANE (paper-faithful): dual user-item / item-item graphs over RCA-refined modalities.
+
+    Shapes: ``forward() -> ([n_users, d], [n_items, d])``; RCA runs over n_users + n_items
+    entities per modality, blocked so that memory is O(rca_block_size x (n_users + n_items)).
+    """
+
+    name = "crane"
+    Config = CRANEConfig
+    min_modalities = 1
+
+    def __init__(self, dataset: Dataset, config: CRANEConfig) -> None:
+        super().__init__(dataset, config)
+        if config.knn_k >= self.n_items:
+            raise ValueError(
+                f"knn_k={config.knn_k} must be below the number of items ({self.n_items})"
+            )
+        d = config.embedding_dim
+        self.user_emb = xavier_embedding(self.n_users, d)
+        self.item_emb = xavier_embedding(self.n_items, d)
+        self.gcn = (
+            nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(config.ui_layers))
+            if config.gcn_weights
+            else None
+        )
+        self.act = ACTIVATIONS[config.activation]()
+
+        train = dataset.train.tocoo()
+        self._edge_users, self._edge_items = train.row.astype(np.int64), train.col.astype(np.int64)
+        self.register_buffer(
+            "adj_full", self._adjacency(np.ones(train.nnz, dtype=bool)), persistent=False
+        )
+        self.register_buffer("adj_train", self.adj_full, persistent=False)  # resampled per epoch
+        interactions = to_torch_sparse(dataset.train)  # R [n_users, n_items], binary
+        self.register_buffer("interactions", interactions, persistent=False)
+        self.register_buffer("interactions_t", to_torch_sparse(dataset.train.T), persistent=False)
+        user_deg = np.maximum(np.diff(dataset.train.indptr), 1).astype(np.float32)
+        self.register_buffer("user_deg", torch.from_numpy(user_deg)[:, None], persistent=False)
+
+        # Item features per modality: normalised once, projected to a common width (Fig. 3).
+        self.modalities = list(dataset.features)
+        for m in self.modalities:
+            x = torch.from_numpy(dataset.features[m])
+            if config.feature_norm == "l2":
+                x = F.normalize(x, dim=1)
+            self.register_buffer(f"feat_{m}", x, persistent=False)
+        self.project = nn.ModuleDict(
+            {m: nn.Linear(dataset.features[m].shape[1], config.rca_width) for m in self.modalities}
+        )
+        n_entities = self.n_users + self.n_items
+        self.rca = RecursiveCrossModalAttention(
+            len(self.modalities), config.rca_width, rounds=config.rca_rounds,
+            share_weights=config.rca_share_weights, block_size=config.rca_block_size,
+            score_scale=config.rca_score_scale or config.rca_width**-0.5,
+            value_scale=1.0 / n_entities if config.rca_value_scale == "mean" else 1.0,
+        )  # fmt: skip
+        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None  # (idx [N, k], values [N, k])
+        self._rebuild = True
+
+    # ---------------------------------------------------------------- graphs
+
+    def _adjacency(self, keep: np.ndarray) -> torch.Tensor:
+        r = sp.csr_matrix(
+            (
+                np.ones(int(keep.sum()), np.float32),
+                (self._edge_users[keep], self._edge_items[keep]),
+            ),
+            shape=(self.n_users, self.n_items),
+        )
+        return to_torch_sparse(normalize_adjacency(bipartite_adjacency(r), "sym"))
+
+    def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:
+        """Resample the edge-dropped user-item graph (Eq. 2); schedule the item-graph rebuild."""
+        keep = drop_edges(
+            self._edge_users, self._edge_items, self.n_users, self.n_items,
+            self.config.dropedge, rng, self.config.dropedge_keep,
+        )  # fmt: skip
+        self.adj_train = self._adjacency(keep).to(self.adj_full.device)
+        self._rebuild = True
+
+    def item_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5-14: user profiles, RCA over users and items, top-k cosine item graph with
+        row-normalised kept values (negative similarities clamped to 0). Returns (idx, values)."""
+        items = []
+        for m in self.modalities:
+            x_items = self.project[m](getattr(self, f"feat_{m}"))  # [N, w]
+            profiles = torch.sparse.mm(self.interactions, x_items)  # Eq. 5: sum over training items
+            if self.config.profile == "mean":
+                profiles = profiles / self.user_deg
+            items.append(torch.cat([profiles, x_items]))  # X^m [M + N, w], users first
+        item_rows = torch.arange(self.n_users, self.n_users + self.n_items, device=items[0].device)
+        refined = self.rca(items, out_rows=item_rows)  # [N, w] per modality
+        x_att = torch.cat(refined, dim=1)  # Eq. 13
+        idx, sim = knn_graph(x_att, self.config.knn_k)
+        sim = sim.clamp(min=0)
+        return idx, sim / sim.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def _current_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rebuild = self._graph is None or (
+            self.training and (self._rebuild or self.config.graph_cadence == "step")
+        )
+        if not rebuild:
+            return self._graph
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            idx, values = self.item_graph()
+        self._graph = (idx, values.detach())
+        self._rebuild = False
+        return idx, values  # carries gradient into RCA on this step only
+
+    # ---------------------------------------------------------------- forward and loss
+
+    def collaborative(self) -> torch.Tensor:
+        """Eq. 3-4 on the sampled graph in training, the full graph otherwise; layer mean."""
+        adj = self.adj_train if self.training else self.adj_full
+        emb = torch.cat([self.user_emb, self.item_emb])
+        layers = [emb]
+        for layer in range(self.config.ui_layers):
+            msg = sparse_mm(adj, layers[-1], adj)
+            if self.gcn is not None:
+                msg = self.gcn[layer](msg)
+            layers.append(self.act(msg))
+        return torch.stack(layers).mean(dim=0)
+
+    def _views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        e = self.collaborative()
+        e_u, e_i = e[: self.n_users], e[self.n_users :]
+        idx, values = self._current_graph()
+        h_i = e_i
+        for _ in range(self.config.ii_layers):
+            h_i = (values.unsqueeze(-1) * h_i[idx]).sum(dim=1)  # Eq. 15
+        h_u = sparse_mm(self.interactions, h_i, self.interactions_t)  # Eq. 16
+        return e_u, e_i, h_u, h_i
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        e_u, e_i, h_u, h_i = self._views()
+        return e_u + h_u, e_i + h_i  # Eq. 17
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        e_u, e_i, h_u, h_i = self._views()
+        z_u, z_i = e_u + h_u, e_i + h_i
+        u, i, j = z_u[batch.user_idx], z_i[batch.pos_idx], z_i[batch.neg_idx]
+        rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+        users = torch.unique(batch.user_idx)
+        items = torch.unique(batch.pos_idx)  # the batch's (positive) items
+        tau = self.config.temperature
+        cl = info_nce(e_u[users], h_u[users], tau) + info_nce(e_i[items], h_i[items], tau)
+        reg = l2_batch(
+            self.user_emb[batch.user_idx],
+            self.item_emb[batch.pos_idx],
+            self.item_emb[batch.neg_idx],
+        )
+        total = rank + self.config.cl_weight * cl + self.config.reg_weight * reg
+        return total, {"bpr": rank.detach(), "cl": cl.detach(), "reg": reg.detach()}
