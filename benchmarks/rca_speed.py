@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import time
-import tracemalloc
 
 import psutil
 import torch
@@ -62,10 +61,8 @@ def main() -> None:
 
         t = _best_of(step, args.repeats)
         rss_before = process.memory_info().rss
-        tracemalloc.start()
         step()
         rss_after = process.memory_info().rss
-        tracemalloc.stop()
         rate = flops / t / 1e9
         print(
             f"block {block:>5}: {t:.2f} s, {rate:.1f} GFLOP/s, ratio to matmul {rate / mm_rate:.2f}; "
