@@ -1,5 +1,7 @@
 """Run directories: one ``cranerec train`` = one directory holding ``config.yaml``,
-``metrics.jsonl``, ``checkpoint.pt``, ``embeddings.npz``, ``per_user.npz`` and ``results.json``.
+``metrics.jsonl``, ``checkpoint.pt`` (resume state), ``model.pt`` (best weights + config),
+``embeddings.npz``, ``per_user.npz`` / ``per_user_valid.npz``, ``training_curve.png`` and
+``results.json``.
 
 Rerunning the same command on an interrupted directory resumes it; a finished one is reported,
 not retrained; a directory holding a run with a different configuration is refused.
