@@ -74,3 +74,25 @@ def test_user_semantic_profile_is_the_sum_of_its_items(tiny_data):
         _, _, h_u, h_i = model._views()
     dense = torch.from_numpy(tiny_data.train.toarray())
     torch.testing.assert_close(h_u, dense @ h_i, rtol=1e-4, atol=1e-5)
+
+
+def test_reloaded_model_scores_exactly_as_before(tiny_data):
+    """The item graph travels with the weights: restoring a state restores its graph too."""
+    model = _model(tiny_data)
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    model.loss(_batch(tiny_data))[0].backward()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    before = model.export_embeddings()
+    with torch.no_grad():  # change the weights and the graph, as later epochs would
+        for p in model.parameters():
+            p.add_(0.1)
+    model.pre_epoch(1, np.random.default_rng(1))
+    model.loss(_batch(tiny_data))
+    model.load_state_dict(state)
+    for a, b in zip(before, model.export_embeddings(), strict=True):
+        torch.testing.assert_close(a, b)
+    fresh = _model(tiny_data)
+    fresh.load_state_dict(state)
+    for a, b in zip(before, fresh.export_embeddings(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -150,7 +150,11 @@ class CRANE(Recommender):
             score_scale=config.rca_score_scale or config.rca_width**-0.5,
             value_scale=1.0 / n_entities if config.rca_value_scale == "mean" else 1.0,
         )  # fmt: skip
-        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None  # (idx [N, k], values [N, k])
+        # The current item graph is part of the state (checkpoints, best-weight restore, model.pt),
+        # so a reloaded model scores exactly as the one that was validated.
+        self.register_buffer("graph_idx", torch.zeros(self.n_items, config.knn_k, dtype=torch.long))
+        self.register_buffer("graph_values", torch.zeros(self.n_items, config.knn_k))
+        self.register_buffer("graph_built", torch.tensor(False))
         self._rebuild = True
 
     # ---------------------------------------------------------------- graphs
@@ -192,14 +196,16 @@ class CRANE(Recommender):
         return idx, sim / sim.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
     def _current_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rebuild = self._graph is None or (
+        rebuild = not bool(self.graph_built) or (
             self.training and (self._rebuild or self.config.graph_cadence == "step")
         )
         if not rebuild:
-            return self._graph
+            return self.graph_idx, self.graph_values
         with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
             idx, values = self.item_graph()
-        self._graph = (idx, values.detach())
+        self.graph_idx.copy_(idx)
+        self.graph_values.copy_(values.detach())
+        self.graph_built.fill_(True)
         self._rebuild = False
         return idx, values  # carries gradient into RCA on this step only
 
