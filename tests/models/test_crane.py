@@ -96,3 +96,68 @@ def test_reloaded_model_scores_exactly_as_before(tiny_data):
     fresh.load_state_dict(state)
     for a, b in zip(before, fresh.export_embeddings(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_without_item_graph_h_is_zero_and_the_contrastive_term_vanishes(tiny_data):
+    model = _model(tiny_data, item_graph=False)
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    _, parts = model.loss(_batch(tiny_data))
+    assert parts["cl"] == 0
+    user_emb, item_emb = model.export_embeddings()
+    e = model.eval().collaborative()
+    torch.testing.assert_close(item_emb, e[model.n_users :].detach())
+
+
+def test_cl_weight_zero_removes_exactly_the_contrastive_term(tiny_data):
+    full, no_cl = _model(tiny_data), _model(tiny_data, cl_weight=0.0)
+    for m in (full, no_cl):
+        m.train()
+        m.pre_epoch(0, np.random.default_rng(0))
+    total_full, parts = full.loss(_batch(tiny_data))
+    total_no_cl, _ = no_cl.loss(_batch(tiny_data))
+    torch.testing.assert_close(total_full - total_no_cl, full.config.cl_weight * parts["cl"])
+
+
+def test_single_modality_variant_ignores_the_other_modality(tiny_data):
+    from dataclasses import replace
+
+    noisy = replace(tiny_data, features={**tiny_data.features, "text": np.random.default_rng(5).normal(
+        size=tiny_data.features["text"].shape).astype(np.float32)})  # fmt: skip
+    a = _model(tiny_data, fusion="image").eval()
+    b = _model(noisy, fusion="image").eval()
+    b.load_state_dict(a.state_dict())
+    for x, y in zip(a.export_embeddings(), b.export_embeddings(), strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_average_fusion_is_the_mean_of_per_modality_cosine_similarities(tiny_data):
+    model = _model(tiny_data, fusion="average").eval()
+    with torch.no_grad():
+        x = model.fused_item_features()
+        x = torch.nn.functional.normalize(x, dim=1)
+        sims = [
+            torch.nn.functional.normalize(model.project[m](getattr(model, f"feat_{m}")), dim=1)
+            for m in model.modalities
+        ]
+        mean_sim = sum(s @ s.T for s in sims) / len(sims)
+    torch.testing.assert_close(x @ x.T, mean_sim, rtol=1e-4, atol=1e-5)
+
+
+def test_static_fusions_have_no_rca_and_unknown_fusion_is_refused(tiny_data):
+    import pytest
+
+    assert _model(tiny_data, fusion="concat").rca is None
+    assert _model(tiny_data, fusion="sum").fused_item_features().shape[1] == 64
+    with pytest.raises(ValueError, match="neither one of"):
+        _model(tiny_data, fusion="audio")
+
+
+def test_max_and_mean_profiles(tiny_data):
+    x = torch.randn(tiny_data.n_items, 3)
+    dense = tiny_data.train.toarray()
+    mean_model, max_model = _model(tiny_data, profile="mean"), _model(tiny_data, profile="max")
+    u = int(np.argmax(dense.sum(1)))
+    items = np.nonzero(dense[u])[0]
+    torch.testing.assert_close(mean_model._profiles(x)[u], x[items].mean(0))
+    torch.testing.assert_close(max_model._profiles(x)[u], x[items].max(0).values)

@@ -69,7 +69,9 @@ class CRANEConfig:
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
     rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
-    profile: str = "sum"  # Eq. 5: "sum" | "mean"
+    profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max"
+    fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
+    item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     knn_k: int = 10
     graph_cadence: str = "epoch"
     cl_weight: float = 0.1
@@ -82,7 +84,7 @@ class CRANEConfig:
         choices = {
             "activation": tuple(ACTIVATIONS), "dropedge": DROPEDGE_MODES,
             "rca_value_scale": ("mean", "none"), "feature_norm": ("l2", "none"),
-            "profile": ("sum", "mean"), "graph_cadence": ("epoch", "step"),
+            "profile": ("sum", "mean", "max"), "graph_cadence": ("epoch", "step"),
         }  # fmt: skip
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -143,8 +145,16 @@ class CRANE(Recommender):
         self.project = nn.ModuleDict(
             {m: nn.Linear(dataset.features[m].shape[1], config.rca_width) for m in self.modalities}
         )
+        fusions = ("rca", "concat", "sum", "average")
+        if config.fusion not in fusions and config.fusion not in self.modalities:
+            raise ValueError(
+                f"fusion {config.fusion!r} is neither one of {list(fusions)} nor a modality of "
+                f"{dataset.name!r} ({', '.join(self.modalities)})"
+            )
+        self.register_buffer("edge_users", torch.from_numpy(self._edge_users), persistent=False)
+        self.register_buffer("edge_items", torch.from_numpy(self._edge_items), persistent=False)
         n_entities = self.n_users + self.n_items
-        self.rca = RecursiveCrossModalAttention(
+        self.rca = None if config.fusion != "rca" else RecursiveCrossModalAttention(
             len(self.modalities), config.rca_width, rounds=config.rca_rounds,
             share_weights=config.rca_share_weights, block_size=config.rca_block_size,
             score_scale=config.rca_score_scale or config.rca_width**-0.5,
@@ -178,20 +188,42 @@ class CRANE(Recommender):
         self.adj_train = self._adjacency(keep).to(self.adj_full.device)
         self._rebuild = True
 
+    def _profiles(self, x_items: torch.Tensor) -> torch.Tensor:
+        """Eq. 5: each user's profile from their training items (sum by default)."""
+        if self.config.profile == "max":
+            w = x_items.shape[1]
+            out = x_items.new_zeros(self.n_users, w)
+            index = self.edge_users[:, None].expand(-1, w)
+            return out.scatter_reduce(
+                0, index, x_items[self.edge_items], "amax", include_self=False
+            )
+        profiles = torch.sparse.mm(self.interactions, x_items)
+        return profiles / self.user_deg if self.config.profile == "mean" else profiles
+
+    def fused_item_features(self) -> torch.Tensor:
+        """The item features the item graph is built from (Sec. 3.3 / 4.6):
+        ``rca``: X_att (Eq. 13, RCA over users and items); ``concat`` / ``sum``: the projected
+        modalities concatenated / summed (``concat`` is also the w/o-attention ablation);
+        ``average``: per-modality L2-normalised features concatenated, whose cosine similarity is
+        the mean of the per-modality cosine similarities (CRANE-A); a modality name: that
+        modality alone (CRANE-V, CRANE-T, ...)."""
+        fusion = self.config.fusion
+        mods = [fusion] if fusion in self.modalities else self.modalities
+        x_items = [self.project[m](getattr(self, f"feat_{m}")) for m in mods]  # [N, w] each
+        if fusion == "rca":
+            entities = [torch.cat([self._profiles(x), x]) for x in x_items]  # X^m [M + N, w]
+            rows = torch.arange(self.n_users, self.n_users + self.n_items, device=x_items[0].device)
+            return torch.cat(self.rca(entities, out_rows=rows), dim=1)  # Eq. 13, item rows
+        if fusion == "sum":
+            return torch.stack(x_items).sum(dim=0)
+        if fusion == "average":
+            return torch.cat([F.normalize(x, dim=1) for x in x_items], dim=1)
+        return torch.cat(x_items, dim=1)  # concat, or a single modality
+
     def item_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 5-14: user profiles, RCA over users and items, top-k cosine item graph with
-        row-normalised kept values (negative similarities clamped to 0). Returns (idx, values)."""
-        items = []
-        for m in self.modalities:
-            x_items = self.project[m](getattr(self, f"feat_{m}"))  # [N, w]
-            profiles = torch.sparse.mm(self.interactions, x_items)  # Eq. 5: sum over training items
-            if self.config.profile == "mean":
-                profiles = profiles / self.user_deg
-            items.append(torch.cat([profiles, x_items]))  # X^m [M + N, w], users first
-        item_rows = torch.arange(self.n_users, self.n_users + self.n_items, device=items[0].device)
-        refined = self.rca(items, out_rows=item_rows)  # [N, w] per modality
-        x_att = torch.cat(refined, dim=1)  # Eq. 13
-        idx, sim = knn_graph(x_att, self.config.knn_k)
+        """Eq. 14: top-k cosine neighbours of the fused item features, self excluded, kept
+        values row-normalised (negative similarities clamped to 0). Returns (idx, values)."""
+        idx, sim = knn_graph(self.fused_item_features(), self.config.knn_k)
         sim = sim.clamp(min=0)
         return idx, sim / sim.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
@@ -226,6 +258,8 @@ class CRANE(Recommender):
     def _views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self.collaborative()
         e_u, e_i = e[: self.n_users], e[self.n_users :]
+        if not self.config.item_graph:  # ablation w/o item graph: h = 0
+            return e_u, e_i, torch.zeros_like(e_u), torch.zeros_like(e_i)
         idx, values = self._current_graph()
         h_i = e_i
         for _ in range(self.config.ii_layers):
@@ -245,7 +279,10 @@ class CRANE(Recommender):
         users = torch.unique(batch.user_idx)
         items = torch.unique(batch.pos_idx)  # the batch's (positive) items
         tau = self.config.temperature
-        cl = info_nce(e_u[users], h_u[users], tau) + info_nce(e_i[items], h_i[items], tau)
+        if self.config.item_graph:
+            cl = info_nce(e_u[users], h_u[users], tau) + info_nce(e_i[items], h_i[items], tau)
+        else:  # no semantic view to align with
+            cl = torch.zeros((), device=z_u.device)
         reg = l2_batch(
             self.user_emb[batch.user_idx],
             self.item_emb[batch.pos_idx],
