@@ -1,8 +1,16 @@
 """CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
 
-Work in progress (issue 4): the core of the paper is here; the ablation switches, the measured
-defaults (chosen on TikTok's validation split) and docs/crane.md are still to come. Defaults are
-provisional.
+Work in progress (issue 4): the paper's model, its fusion variants and most ablations are here;
+the late-fusion ablation, attention-weighted profiles, the measured defaults (chosen on TikTok's
+validation split) and docs/crane.md are still to come. Defaults are provisional.
+
+Ablations and variants as settings (``--set model.<key>=<value>``):
+    w/o item graph -> ``item_graph=false`` (h = 0, so the contrastive term is 0 too);
+    w/o RCA -> ``rca_rounds=1``; w/o attention = CRANE-C -> ``fusion=concat``;
+    w/o GCN -> ``ui_layers=0 ii_layers=0`` (our reading: e is the layer-0 embedding, h_i = e_i,
+    h_u = sum of the user's e_i); w/o CL -> ``cl_weight=0``;
+    CRANE-S / CRANE-A / single modality -> ``fusion=sum`` / ``average`` / ``<modality name>``;
+    profiles (Sec. 4.8) -> ``profile=sum|mean|max``.
 
 Paper symbol -> parameter:
     d -> ``embedding_dim``; L_UI -> ``ui_layers``; L_II -> ``ii_layers``; R -> ``rca_rounds``;
