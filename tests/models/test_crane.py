@@ -161,3 +161,16 @@ def test_max_and_mean_profiles(tiny_data):
     items = np.nonzero(dense[u])[0]
     torch.testing.assert_close(mean_model._profiles(x)[u], x[items].mean(0))
     torch.testing.assert_close(max_model._profiles(x)[u], x[items].max(0).values)
+
+
+def test_attention_profiles_start_as_the_mean_and_learn(tiny_data):
+    model = _model(tiny_data, profile="attention")
+    mean_model = _model(tiny_data, profile="mean")
+    x = torch.randn(tiny_data.n_items, 64)
+    torch.testing.assert_close(
+        model._profiles(x, "image"), mean_model._profiles(x), rtol=1e-5, atol=1e-6
+    )
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    model.loss(_batch(tiny_data))[0].backward()
+    assert model.profile_query["image"].grad.abs().sum() > 0

@@ -1,7 +1,7 @@
 """CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
 
 Work in progress (issue 4): the paper's model, its fusion variants and most ablations are here;
-the late-fusion ablation, attention-weighted profiles, the measured defaults (chosen on TikTok's
+the late-fusion ablation, the measured defaults (chosen on TikTok's
 validation split) and docs/crane.md are still to come. Defaults are provisional.
 
 Ablations and variants as settings (``--set model.<key>=<value>``):
@@ -10,7 +10,7 @@ Ablations and variants as settings (``--set model.<key>=<value>``):
     w/o GCN -> ``ui_layers=0 ii_layers=0`` (our reading: e is the layer-0 embedding, h_i = e_i,
     h_u = sum of the user's e_i); w/o CL -> ``cl_weight=0``;
     CRANE-S / CRANE-A / single modality -> ``fusion=sum`` / ``average`` / ``<modality name>``;
-    profiles (Sec. 4.8) -> ``profile=sum|mean|max``.
+    profiles (Sec. 4.8) -> ``profile=sum|mean|max|attention``.
 
 Paper symbol -> parameter:
     d -> ``embedding_dim``; L_UI -> ``ui_layers``; L_II -> ``ii_layers``; R -> ``rca_rounds``;
@@ -77,7 +77,7 @@ class CRANEConfig:
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
     rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
-    profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max"
+    profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max" | "attention" (Sec. 4.8)
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     knn_k: int = 10
@@ -92,7 +92,7 @@ class CRANEConfig:
         choices = {
             "activation": tuple(ACTIVATIONS), "dropedge": DROPEDGE_MODES,
             "rca_value_scale": ("mean", "none"), "feature_norm": ("l2", "none"),
-            "profile": ("sum", "mean", "max"), "graph_cadence": ("epoch", "step"),
+            "profile": ("sum", "mean", "max", "attention"), "graph_cadence": ("epoch", "step"),
         }  # fmt: skip
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -153,6 +153,14 @@ class CRANE(Recommender):
         self.project = nn.ModuleDict(
             {m: nn.Linear(dataset.features[m].shape[1], config.rca_width) for m in self.modalities}
         )
+        # Attention-weighted profiles: one query vector per modality (Sec. 4.8, our definition).
+        self.profile_query = (
+            nn.ParameterDict(
+                {m: nn.Parameter(torch.zeros(config.rca_width)) for m in self.modalities}
+            )
+            if config.profile == "attention"
+            else None
+        )
         fusions = ("rca", "concat", "sum", "average")
         if config.fusion not in fusions and config.fusion not in self.modalities:
             raise ValueError(
@@ -196,8 +204,22 @@ class CRANE(Recommender):
         self.adj_train = self._adjacency(keep).to(self.adj_full.device)
         self._rebuild = True
 
-    def _profiles(self, x_items: torch.Tensor) -> torch.Tensor:
-        """Eq. 5: each user's profile from their training items (sum by default)."""
+    def _profiles(self, x_items: torch.Tensor, modality: str | None = None) -> torch.Tensor:
+        """Eq. 5: each user's profile from their training items (sum by default).
+
+        ``attention``: x_u = sum_i alpha_ui x_i with alpha_ui = softmax over the user's training
+        items of q_m . x_i, q_m a learned vector per modality (zero at start: the mean)."""
+        if self.config.profile == "attention":
+            logits = x_items[self.edge_items] @ self.profile_query[modality]  # [E]
+            top = logits.new_full((self.n_users,), float("-inf")).scatter_reduce(
+                0, self.edge_users, logits, "amax", include_self=True
+            )
+            weights = torch.exp(logits - top[self.edge_users])  # [E]
+            norm = logits.new_zeros(self.n_users).index_add(0, self.edge_users, weights)
+            alpha = weights / norm[self.edge_users]
+            return x_items.new_zeros(self.n_users, x_items.shape[1]).index_add(
+                0, self.edge_users, alpha[:, None] * x_items[self.edge_items]
+            )
         if self.config.profile == "max":
             w = x_items.shape[1]
             out = x_items.new_zeros(self.n_users, w)
@@ -219,7 +241,9 @@ class CRANE(Recommender):
         mods = [fusion] if fusion in self.modalities else self.modalities
         x_items = [self.project[m](getattr(self, f"feat_{m}")) for m in mods]  # [N, w] each
         if fusion == "rca":
-            entities = [torch.cat([self._profiles(x), x]) for x in x_items]  # X^m [M + N, w]
+            entities = [
+                torch.cat([self._profiles(x, m), x]) for x, m in zip(x_items, mods, strict=True)
+            ]
             rows = torch.arange(self.n_users, self.n_users + self.n_items, device=x_items[0].device)
             return torch.cat(self.rca(entities, out_rows=rows), dim=1)  # Eq. 13, item rows
         if fusion == "sum":
