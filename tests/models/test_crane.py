@@ -174,3 +174,23 @@ def test_attention_profiles_start_as_the_mean_and_learn(tiny_data):
     model.pre_epoch(0, np.random.default_rng(0))
     model.loss(_batch(tiny_data))[0].backward()
     assert model.profile_query["image"].grad.abs().sum() > 0
+
+
+def test_late_fusion_trains_branches_apart_and_sums_their_scores(tiny_data):
+    model = _model(tiny_data, late_fusion=True)
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    batch = _batch(tiny_data)
+    _, parts = model.loss(batch)
+    assert "bpr_semantic" in parts and "cl" not in parts
+    # the semantic loss gives no gradient to the collaborative tables and vice versa
+    e_u, e_i, h_u, h_i = model._views()
+    sem = (h_u[batch.user_idx] * h_i[batch.pos_idx]).sum()
+    grads = torch.autograd.grad(sem, [model.user_emb, model.sem_item_emb], allow_unused=True)
+    assert grads[0] is None and grads[1].abs().sum() > 0
+    user_vec, item_vec = model.export_embeddings()
+    model.eval()
+    e_u, e_i, h_u, h_i = (t.detach() for t in model._views())
+    torch.testing.assert_close(
+        user_vec @ item_vec.T, e_u @ e_i.T + h_u @ h_i.T, rtol=1e-4, atol=1e-5
+    )

@@ -1,7 +1,7 @@
 """CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
 
 Work in progress (issue 4): the paper's model, its fusion variants and most ablations are here;
-the late-fusion ablation, the measured defaults (chosen on TikTok's
+the measured defaults (chosen on TikTok's
 validation split) and docs/crane.md are still to come. Defaults are provisional.
 
 Ablations and variants as settings (``--set model.<key>=<value>``):
@@ -10,6 +10,9 @@ Ablations and variants as settings (``--set model.<key>=<value>``):
     w/o GCN -> ``ui_layers=0 ii_layers=0`` (our reading: e is the layer-0 embedding, h_i = e_i,
     h_u = sum of the user's e_i); w/o CL -> ``cl_weight=0``;
     CRANE-S / CRANE-A / single modality -> ``fusion=sum`` / ``average`` / ``<modality name>``;
+    w/o dual fusion -> ``late_fusion=true`` (the collaborative branch and a semantic branch with its
+    own item table trained with separate BPR losses and no contrastive term; at inference their
+    scores are summed: the exported vectors are the concatenations [e ; h]);
     profiles (Sec. 4.8) -> ``profile=sum|mean|max|attention``.
 
 Paper symbol -> parameter:
@@ -80,6 +83,7 @@ class CRANEConfig:
     profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max" | "attention" (Sec. 4.8)
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
+    late_fusion: bool = False  # ablation w/o dual fusion: two branches trained apart
     knn_k: int = 10
     graph_cadence: str = "epoch"
     cl_weight: float = 0.1
@@ -124,6 +128,8 @@ class CRANE(Recommender):
         d = config.embedding_dim
         self.user_emb = xavier_embedding(self.n_users, d)
         self.item_emb = xavier_embedding(self.n_items, d)
+        # w/o dual fusion: the semantic branch starts from its own item table instead of e_i.
+        self.sem_item_emb = xavier_embedding(self.n_items, d) if config.late_fusion else None
         self.gcn = (
             nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(config.ui_layers))
             if config.gcn_weights
@@ -293,7 +299,7 @@ class CRANE(Recommender):
         if not self.config.item_graph:  # ablation w/o item graph: h = 0
             return e_u, e_i, torch.zeros_like(e_u), torch.zeros_like(e_i)
         idx, values = self._current_graph()
-        h_i = e_i
+        h_i = self.sem_item_emb if self.config.late_fusion else e_i  # Eq. 15: h^(0)
         for _ in range(self.config.ii_layers):
             h_i = (values.unsqueeze(-1) * h_i[idx]).sum(dim=1)  # Eq. 15
         h_u = sparse_mm(self.interactions, h_i, self.interactions_t)  # Eq. 16
@@ -301,10 +307,14 @@ class CRANE(Recommender):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         e_u, e_i, h_u, h_i = self._views()
+        if self.config.late_fusion:  # scores e_u.e_i + h_u.h_i: the branches' scores summed
+            return torch.cat([e_u, h_u], dim=1), torch.cat([e_i, h_i], dim=1)
         return e_u + h_u, e_i + h_i  # Eq. 17
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         e_u, e_i, h_u, h_i = self._views()
+        if self.config.late_fusion:
+            return self._late_fusion_loss(batch, e_u, e_i, h_u, h_i)
         z_u, z_i = e_u + h_u, e_i + h_i
         u, i, j = z_u[batch.user_idx], z_i[batch.pos_idx], z_i[batch.neg_idx]
         rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
@@ -322,3 +332,23 @@ class CRANE(Recommender):
         )
         total = rank + self.config.cl_weight * cl + self.config.reg_weight * reg
         return total, {"bpr": rank.detach(), "cl": cl.detach(), "reg": reg.detach()}
+
+    def _late_fusion_loss(
+        self,
+        batch: Batch,
+        e_u: torch.Tensor,
+        e_i: torch.Tensor,
+        h_u: torch.Tensor,
+        h_i: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """w/o dual fusion: each branch has its own BPR loss on its own scores, no contrastive
+        alignment; their parameters are disjoint, so the two are trained apart in one loop."""
+        u, p, n = batch.user_idx, batch.pos_idx, batch.neg_idx
+        collab = bpr_loss((e_u[u] * e_i[p]).sum(-1), (e_u[u] * e_i[n]).sum(-1))
+        semantic = bpr_loss((h_u[u] * h_i[p]).sum(-1), (h_u[u] * h_i[n]).sum(-1))
+        reg = l2_batch(self.user_emb[u], self.item_emb[p], self.item_emb[n]) + l2_batch(
+            self.sem_item_emb[p], self.sem_item_emb[n]
+        )
+        total = collab + semantic + self.config.reg_weight * reg
+        parts = {"bpr": collab.detach(), "bpr_semantic": semantic.detach(), "reg": reg.detach()}
+        return total, parts
