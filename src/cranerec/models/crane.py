@@ -76,7 +76,7 @@ class CRANEConfig:
     rca_rounds: int = 3
     rca_width: int = 64
     rca_share_weights: bool = True
-    rca_block_size: int = 256  # fastest on 2 CPU cores (benchmarks/rca_speed.py)
+    rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py)
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
     rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"

@@ -24,8 +24,8 @@ class _BlockedTanhAttention(torch.autograd.Function):
         out = q.new_empty(q.shape[0], v.shape[1])
         for start in _block_rows(q.shape[0], block_size):
             stop = min(start + block_size, q.shape[0])
-            scores = torch.tanh(q[start:stop] @ k.T)  # [b, n]
-            out[start:stop] = scores @ v  # [b, d_v]
+            scores = (q[start:stop] @ k.T).tanh_()  # [b, n]
+            torch.mm(scores, v, out=out[start:stop])  # [b, d_v]
         ctx.save_for_backward(q, k, v)
         ctx.block_size = block_size
         return out
@@ -40,11 +40,12 @@ class _BlockedTanhAttention(torch.autograd.Function):
         for start in _block_rows(q.shape[0], ctx.block_size):
             stop = min(start + ctx.block_size, q.shape[0])
             q_b, g_b = q[start:stop], grad_out[start:stop]
-            scores = torch.tanh(q_b @ k.T)  # [b, n], recomputed
+            scores = (q_b @ k.T).tanh_()  # [b, n], recomputed
             if need_v:
                 grad_v.addmm_(scores.T, g_b)  # dV += C_b^T dY_b
             if need_q or need_k:
-                grad_s = (g_b @ v.T).mul_(1.0 - scores.square())  # [b, n]: dC * tanh'
+                tanh_grad = scores.square_().neg_().add_(1.0)  # in place: 1 - C_b^2
+                grad_s = (g_b @ v.T).mul_(tanh_grad)  # [b, n]: dC * tanh'
                 if need_q:
                     grad_q[start:stop] = grad_s @ k
                 if need_k:
@@ -53,7 +54,7 @@ class _BlockedTanhAttention(torch.autograd.Function):
 
 
 def blocked_tanh_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int = 2048
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int = 128
 ) -> torch.Tensor:
     """``tanh(q @ k.T) @ v`` computed exactly in row blocks of ``q``.
 

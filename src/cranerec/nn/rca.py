@@ -76,7 +76,7 @@ class RecursiveCrossModalAttention(nn.Module):
         share_weights: bool = True,
         score_scale: float = 1.0,
         value_scale: float = 1.0,
-        block_size: int = 1024,
+        block_size: int = 128,
         attention: AttentionFn | None = None,
     ) -> None:
         super().__init__()
