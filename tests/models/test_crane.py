@@ -194,3 +194,23 @@ def test_late_fusion_trains_branches_apart_and_sums_their_scores(tiny_data):
     torch.testing.assert_close(
         user_vec @ item_vec.T, e_u @ e_i.T + h_u @ h_i.T, rtol=1e-4, atol=1e-5
     )
+
+
+def test_projection_order_only_matters_through_the_bias(tiny_data):
+    """With summed profiles, projecting before or after aggregation differs only by the
+    projection's bias counted once per item (linearity): zero the bias and both agree."""
+    before = _model(tiny_data, project_before_profile=True).eval()
+    after = _model(tiny_data, project_before_profile=False).eval()
+    after.load_state_dict(before.state_dict())
+    with torch.no_grad():
+        for m in (before, after):
+            for lin in m.project.values():
+                lin.bias.zero_()
+        torch.testing.assert_close(
+            before.fused_item_features(), after.fused_item_features(), rtol=1e-4, atol=1e-5
+        )
+        for lin in before.project.values():
+            lin.bias.fill_(0.5)
+        for lin in after.project.values():
+            lin.bias.fill_(0.5)
+        assert not torch.allclose(before.fused_item_features(), after.fused_item_features())

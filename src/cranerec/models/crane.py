@@ -81,6 +81,7 @@ class CRANEConfig:
     rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
     profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max" | "attention" (Sec. 4.8)
+    project_before_profile: bool = True  # project item features, then aggregate users' profiles
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     late_fusion: bool = False  # ablation w/o dual fusion: two branches trained apart
@@ -103,6 +104,10 @@ class CRANEConfig:
                 raise ConfigError(f"{key} {getattr(self, key)!r} is not one of {list(allowed)}")
         if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
             raise ConfigError("embedding_dim, rca_rounds, rca_width and knn_k must be >= 1")
+        if self.profile == "attention" and not self.project_before_profile:
+            raise ConfigError(
+                "profile=attention needs project_before_profile=true (its query lives in the projected space)"
+            )
         if self.ui_layers < 0 or self.ii_layers < 0 or self.temperature <= 0:
             raise ConfigError("ui_layers, ii_layers must be >= 0 and temperature > 0")
 
@@ -247,9 +252,13 @@ class CRANE(Recommender):
         mods = [fusion] if fusion in self.modalities else self.modalities
         x_items = [self.project[m](getattr(self, f"feat_{m}")) for m in mods]  # [N, w] each
         if fusion == "rca":
-            entities = [
-                torch.cat([self._profiles(x, m), x]) for x, m in zip(x_items, mods, strict=True)
-            ]
+            if self.config.project_before_profile:  # profiles of projected item features
+                profiles = [self._profiles(x, m) for x, m in zip(x_items, mods, strict=True)]
+            else:  # profiles of the raw features (Eq. 5 literally), projected afterwards
+                profiles = [
+                    self.project[m](self._profiles(getattr(self, f"feat_{m}"), m)) for m in mods
+                ]
+            entities = [torch.cat([p, x]) for p, x in zip(profiles, x_items, strict=True)]
             rows = torch.arange(self.n_users, self.n_users + self.n_items, device=x_items[0].device)
             return torch.cat(self.rca(entities, out_rows=rows), dim=1)  # Eq. 13, item rows
         if fusion == "sum":
