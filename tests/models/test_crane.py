@@ -214,3 +214,19 @@ def test_projection_order_only_matters_through_the_bias(tiny_data):
         for lin in after.project.values():
             lin.bias.fill_(0.5)
         assert not torch.allclose(before.fused_item_features(), after.fused_item_features())
+
+
+def test_paper_presets_carry_table_3():
+    from cranerec.train import build_config
+
+    cfg = build_config(model="crane", preset="sports")
+    m, t = cfg.model, cfg.train
+    assert (m.rca_rounds, m.knn_k, m.reg_weight, m.temperature, m.cl_weight) == (
+        2,
+        15,
+        1e-3,
+        0.5,
+        0.7,
+    )
+    assert (t.lr, t.batch_size, t.epochs, t.patience) == (5e-5, 1024, 250, 5)
+    assert build_config(model="crane", preset="baby", overrides=["model.knn_k=5"]).model.knn_k == 5

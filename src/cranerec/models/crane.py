@@ -123,6 +123,26 @@ class CRANE(Recommender):
     name = "crane"
     Config = CRANEConfig
     min_modalities = 1
+    presets = {  # Table 3 of the paper, with its common settings (Sec. 4.3.2)
+        name: {
+            "model": {
+                "ui_layers": 2,
+                "ii_layers": 1,
+                "rca_rounds": r,
+                "knn_k": k,
+                "reg_weight": lam,
+                "temperature": tau,
+                "cl_weight": beta,
+            },
+            "train": {"lr": lr, "batch_size": 1024, "epochs": 250, "patience": 5},
+        }  # fmt: skip
+        for name, (r, k, lr, lam, tau, beta) in {
+            "baby": (3, 15, 1e-4, 1e-3, 0.6, 0.8),
+            "sports": (2, 15, 5e-5, 1e-3, 0.5, 0.7),
+            "clothing": (3, 10, 1e-4, 1e-3, 0.4, 0.7),
+            "electronics": (3, 10, 1e-4, 5e-4, 0.5, 0.6),
+        }.items()
+    }
 
     def __init__(self, dataset: Dataset, config: CRANEConfig) -> None:
         super().__init__(dataset, config)
