@@ -174,6 +174,10 @@ def _version() -> str:
     return __version__
 
 
+def _add_data_set(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (built on demand, never at import)."""
     p = argparse.ArgumentParser(prog="cranerec", description="Multimodal graph recommendation.")
@@ -219,13 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("path")
     desc.add_argument("--format", default="auto")
     desc.add_argument("--json", action="store_true")
-    desc.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="data settings, e.g. user_col=uid item_col=asin user_min=5",
-    )
+    _add_data_set(desc, "data settings, e.g. user_col=uid item_col=asin user_min=5")
     desc.set_defaults(func=_cmd_describe)
     conv = dsub.add_parser("convert", help="convert between pickled-matrix and MMRec formats")
     conv.add_argument("src")
@@ -233,13 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", required=True, choices=["mmrec", "matrices"])
     conv.add_argument("--format", default="auto", help="format of SRC (default: detect)")
     conv.add_argument("--name", help="name of the .inter file (default: the dataset's name)")
-    conv.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="data settings for SRC, e.g. user_col=uid split_seed=paper2",
-    )
+    _add_data_set(conv, "data settings for SRC, e.g. user_col=uid split_seed=paper2")
     conv.set_defaults(func=_cmd_convert)
 
     m = sub.add_parser("models", help="list registered models and their settings")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cranerec.utils.ranking import topk_items
+
 
 def knn_graph(
     features: torch.Tensor, k: int, *, exclude_self: bool = True, block_size: int = 4096
@@ -28,9 +30,7 @@ def knn_graph(
             rows = torch.arange(stop - start, device=sim.device)
             sim = sim.index_put((rows, rows + start), sim.new_tensor(float("-inf")))
         with torch.no_grad():
-            # Stable tie-break by index: sort candidates by (value desc, index asc).
-            _, top = torch.sort(sim.detach(), dim=1, descending=True, stable=True)
-            top = top[:, :k]
+            _, top = topk_items(sim.detach(), k)  # ties by the lower index
         idx_blocks.append(top)
         val_blocks.append(sim.gather(1, top))
     return torch.cat(idx_blocks), torch.cat(val_blocks)
