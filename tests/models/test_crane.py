@@ -230,3 +230,74 @@ def test_paper_presets_carry_table_3():
     )
     assert (t.lr, t.batch_size, t.epochs, t.patience) == (5e-5, 1024, 250, 5)
     assert build_config(model="crane", preset="baby", overrides=["model.knn_k=5"]).model.knn_k == 5
+
+
+def test_semantic_user_mean_and_sqrt_rescale_the_sum_by_degree(tiny_data):
+    deg = torch.from_numpy(np.diff(tiny_data.train.indptr).astype(np.float32))[:, None]
+    views = {}
+    for rule in ("sum", "mean", "sqrt"):
+        model = _model(tiny_data, semantic_user=rule).eval()
+        with torch.no_grad():
+            views[rule] = model._views()
+    h_sum, h_i = views["sum"][2], views["sum"][3]
+    torch.testing.assert_close(views["mean"][3], h_i)
+    torch.testing.assert_close(views["mean"][2], h_sum / deg.clamp(min=1))
+    torch.testing.assert_close(views["sqrt"][2], h_sum / deg.clamp(min=1).sqrt())
+
+
+def test_without_gcn_e_and_h_are_the_layer_zero_embeddings(tiny_data):
+    """Our reading of w/o GCN: no propagation on either graph, so e = E^(0), h_i = e_i and
+    h_u is the sum of the user's e_i (Eq. 16 still aggregates)."""
+    model = _model(tiny_data, ui_layers=0, ii_layers=0).eval()
+    with torch.no_grad():
+        e_u, e_i, h_u, h_i = model._views()
+    torch.testing.assert_close(e_u, model.user_emb.detach())
+    torch.testing.assert_close(e_i, model.item_emb.detach())
+    torch.testing.assert_close(h_i, e_i)
+    dense = torch.from_numpy(tiny_data.train.toarray())
+    torch.testing.assert_close(h_u, dense @ e_i, rtol=1e-4, atol=1e-5)
+
+
+def test_a_node_left_without_edges_by_dropedge_keeps_its_layer_zero_embedding(tiny_data):
+    model = _model(tiny_data, dropedge="paper", activation="relu")
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    adj = model.adj_train.to_dense()
+    isolated = torch.nonzero(adj[: model.n_users].abs().sum(1) == 0).flatten()
+    assert len(isolated) > 0  # the literal rule leaves users without edges
+    e = model.collaborative().detach()
+    u = int(isolated[0])
+    torch.testing.assert_close(e[u], model.user_emb[u].detach() / (model.config.ui_layers + 1))
+    assert e[u].abs().sum() > 0
+    model.eval()  # the full graph at inference
+    assert model.adj_full.to_dense()[u].abs().sum() > 0
+
+
+def test_rca_rounds_change_only_the_refinement(tiny_data):
+    """w/o RCA is R = 1: the same parameters and the same collaborative branch, another graph."""
+    one, three = _model(tiny_data, rca_rounds=1).eval(), _model(tiny_data, rca_rounds=3).eval()
+    three.load_state_dict(one.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(one.collaborative(), three.collaborative())
+        assert not torch.allclose(one.fused_item_features(), three.fused_item_features())
+
+
+def test_exclude_target_scores_the_positive_with_a_profile_that_leaves_it_out(tiny_data):
+    from cranerec.models.base import bpr_loss
+
+    model = _model(tiny_data, exclude_target=True, semantic_user="mean")
+    model.train()
+    model.pre_epoch(0, np.random.default_rng(0))
+    batch = _batch(tiny_data)
+    _, parts = model.loss(batch)
+    with torch.no_grad():
+        e_u, e_i, _, h_i = model._views()
+        dense = torch.from_numpy(tiny_data.train.toarray())
+        pos_terms, neg_terms = [], []
+        for u, p, n in zip(batch.user_idx, batch.pos_idx, batch.neg_idx, strict=True):
+            items = torch.nonzero(dense[u]).flatten()
+            loo = h_i[items[items != p]].sum(0) / len(items)  # h_u without the target's term
+            pos_terms.append((e_u[u] + loo) @ (e_i[p] + h_i[p]))
+            neg_terms.append((e_u[u] + h_i[items].sum(0) / len(items)) @ (e_i[n] + h_i[n]))
+        want = bpr_loss(torch.stack(pos_terms), torch.stack(neg_terms))
+    torch.testing.assert_close(parts["bpr"], want, rtol=1e-4, atol=1e-5)

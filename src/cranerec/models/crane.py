@@ -81,6 +81,8 @@ class CRANEConfig:
     rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
     profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max" | "attention" (Sec. 4.8)
+    semantic_user: str = "sum"  # Eq. 16: h_u = "sum" | "mean" | "sqrt" (sum / sqrt(|N_u|))
+    exclude_target: bool = False  # training: leave the scored positive's own term out of h_u
     project_before_profile: bool = True  # project item features, then aggregate users' profiles
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
@@ -97,7 +99,8 @@ class CRANEConfig:
         choices = {
             "activation": tuple(ACTIVATIONS), "dropedge": DROPEDGE_MODES,
             "rca_value_scale": ("mean", "none"), "feature_norm": ("l2", "none"),
-            "profile": ("sum", "mean", "max", "attention"), "graph_cadence": ("epoch", "step"),
+            "profile": ("sum", "mean", "max", "attention"), "semantic_user": ("sum", "mean", "sqrt"),
+            "graph_cadence": ("epoch", "step"),
         }  # fmt: skip
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -322,6 +325,13 @@ class CRANE(Recommender):
             layers.append(self.act(msg))
         return torch.stack(layers).mean(dim=0)
 
+    def _user_weight(self) -> torch.Tensor:
+        """[n_users, 1]: the weight of each of a user's items in h_u (Eq. 16, ``semantic_user``)."""
+        rule = self.config.semantic_user
+        if rule == "sum":
+            return torch.ones_like(self.user_deg)
+        return 1.0 / self.user_deg if rule == "mean" else self.user_deg.rsqrt()
+
     def _views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self.collaborative()
         e_u, e_i = e[: self.n_users], e[self.n_users :]
@@ -331,7 +341,7 @@ class CRANE(Recommender):
         h_i = self.sem_item_emb if self.config.late_fusion else e_i  # Eq. 15: h^(0)
         for _ in range(self.config.ii_layers):
             h_i = (values.unsqueeze(-1) * h_i[idx]).sum(dim=1)  # Eq. 15
-        h_u = sparse_mm(self.interactions, h_i, self.interactions_t)  # Eq. 16
+        h_u = sparse_mm(self.interactions, h_i, self.interactions_t) * self._user_weight()  # Eq. 16
         return e_u, e_i, h_u, h_i
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,7 +356,13 @@ class CRANE(Recommender):
             return self._late_fusion_loss(batch, e_u, e_i, h_u, h_i)
         z_u, z_i = e_u + h_u, e_i + h_i
         u, i, j = z_u[batch.user_idx], z_i[batch.pos_idx], z_i[batch.neg_idx]
-        rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+        pos_scores, neg_scores = (u * i).sum(-1), (u * j).sum(-1)
+        if self.config.exclude_target and self.config.item_graph:
+            # leave-one-out: score the positive with h_u computed without it (negatives are
+            # never in the user's training items, so their scores are unchanged)
+            own = self._user_weight()[batch.user_idx] * h_i[batch.pos_idx]
+            pos_scores = pos_scores - (own * i).sum(-1)
+        rank = bpr_loss(pos_scores, neg_scores)
         users = torch.unique(batch.user_idx)
         items = torch.unique(batch.pos_idx)  # the batch's (positive) items
         tau = self.config.temperature

@@ -1,0 +1,115 @@
+"""The budgeted search that chose CRANE's ``tiktok`` preset, on TikTok's validation split only.
+
+    .venv/bin/python benchmarks/crane_search.py RUNS_DIR [--data ../shared/datasets/tiktok]
+        [--stage 1|2|all] [--table]
+
+Every trial is a named list of ``--set`` overrides trained with ``train_run`` into
+``RUNS_DIR/<trial>`` (so an interrupted search resumes where it stopped, and a finished trial is
+never run again). Selection reads ``best valid Recall@20`` only; the test split is never looked
+at here. ``--table`` prints the trials' best validation Recall@20 / NDCG@20, best epoch and
+seconds per epoch, without training.
+
+Budget (stated, not open-ended): stage 1 screens the parts that do not involve RCA with the
+``concat`` fusion (2 s/epoch; up to 80 epochs, patience 10): semantic user profile rule,
+contrastive weight and temperature, GCN weights, DropEdge mode, leave-one-out scoring. Stage 2
+trains the RCA model with the best stage-1 setting (up to 40 epochs, patience 10; 14 s/epoch) to
+choose the RCA scalings and the feature normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from cranerec.data import load_dataset
+from cranerec.train import build_config, train_run
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
+
+STAGE1_COMMON = ["model.fusion=concat", "train.patience=10", "train.epochs=80"]
+STAGE1 = {
+    "s1-mean-cl01-de": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false"],
+    "s1-mean-cl0-de": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false"],
+    "s1-sum-cl01-de": ["model.semantic_user=sum", "model.cl_weight=0.01", "model.gcn_weights=false"],
+    "s1-mean-cl01-de-gw": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=true"],
+    "s1-mean-cl01-none": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.dropedge=none"],
+    "s1-mean-cl01-paper": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.dropedge=paper"],
+    "s1-mean-cl1-t5-de": ["model.semantic_user=mean", "model.cl_weight=0.1", "model.temperature=0.5", "model.gcn_weights=false"],
+    "s1-sqrt-cl01-de": ["model.semantic_user=sqrt", "model.cl_weight=0.01", "model.gcn_weights=false"],
+    "s1-mean-cl01-de-ii0": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.ii_layers=0"],
+    "s1-mean-cl01-de-loo": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.exclude_target=true"],
+    "s1-sum-cl01-de-loo": ["model.semantic_user=sum", "model.cl_weight=0.01", "model.gcn_weights=false", "model.exclude_target=true"],
+    "s1-sum-cl0-de-loo": ["model.semantic_user=sum", "model.cl_weight=0", "model.gcn_weights=false", "model.exclude_target=true"],
+}  # fmt: skip
+STAGE2_COMMON = ["train.patience=10", "train.epochs=40"]
+STAGE2: dict[str, list[str]] = {}  # filled in once stage 1 is read (see docs/crane.md)
+STAGES = {"1": (STAGE1_COMMON, STAGE1), "2": (STAGE2_COMMON, STAGE2)}
+
+
+def trial_row(run_dir: Path) -> dict | None:
+    """Best validation figures of one trial, read from its metrics.jsonl (None if not started)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["valid"]["recall@20"])
+    return {
+        "recall@20": best["valid"]["recall@20"],
+        "ndcg@20": best["valid"]["ndcg@20"],
+        "best_epoch": best["epoch"],
+        "epochs": len(rows),
+        "s_per_epoch": sum(r["epoch_seconds"] for r in rows) / len(rows),
+        "finished": (run_dir / "results.json").exists(),
+    }
+
+
+def print_table(runs: Path) -> None:
+    print("| stage | trial | settings | valid R@20 | valid N@20 | best epoch / run | s/epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for stage, (_, trials) in STAGES.items():
+        for name, sets in trials.items():
+            row = trial_row(runs / name)
+            if row is None:
+                continue
+            mark = "" if row["finished"] else " (running)"
+            print(
+                f"| {stage} | {name} | {' '.join(s.removeprefix('model.') for s in sets)} | "
+                f"{row['recall@20']:.4f} | {row['ndcg@20']:.4f} | {row['best_epoch']} / "
+                f"{row['epochs']}{mark} | {row['s_per_epoch']:.1f} |"
+            )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("runs", type=Path)
+    p.add_argument("--data", default=str(DEFAULT))
+    p.add_argument("--stage", default="all", choices=["1", "2", "all"])
+    p.add_argument("--table", action="store_true")
+    args = p.parse_args()
+    if args.table:
+        print_table(args.runs)
+        return
+    if not Path(args.data).exists():
+        print(f"skipped: dataset not found at {args.data}")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_dataset(path=args.data)
+    for stage in ("1", "2") if args.stage == "all" else (args.stage,):
+        common, trials = STAGES[stage]
+        for name, sets in trials.items():
+            overrides = ["train.progress=false", *common, *sets]
+            train_run(
+                build_config(model="crane", data=args.data, overrides=overrides),
+                args.runs / name,
+                data,
+            )
+    print_table(args.runs)
+
+
+if __name__ == "__main__":
+    main()
