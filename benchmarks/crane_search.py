@@ -12,7 +12,7 @@ seconds per epoch, without training.
 Budget (stated, not open-ended): stage 1 screens the parts that do not involve RCA with the
 ``concat`` fusion (2 s/epoch; up to 80 epochs, patience 10): semantic user profile rule,
 contrastive weight and temperature, GCN weights, DropEdge mode, leave-one-out scoring. Stage 2
-trains the RCA model with the best stage-1 setting (up to 40 epochs, patience 10; 14 s/epoch) to
+trains the RCA model with the best stage-1 setting (up to 30 epochs, patience 10; 14 s/epoch) to
 choose the RCA scalings and the feature normalisation.
 """
 
@@ -30,21 +30,35 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 
 STAGE1_COMMON = ["model.fusion=concat", "train.patience=10", "train.epochs=80"]
 STAGE1 = {
+    # round 1: a small contrastive weight (the paper's term) with the structural choices
     "s1-mean-cl01-de": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false"],
     "s1-mean-cl0-de": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false"],
     "s1-sum-cl01-de": ["model.semantic_user=sum", "model.cl_weight=0.01", "model.gcn_weights=false"],
     "s1-mean-cl01-de-gw": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=true"],
-    "s1-mean-cl01-none": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.dropedge=none"],
-    "s1-mean-cl01-paper": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.dropedge=paper"],
+    # round 2 (round 1 showed the contrastive term hurting at any tried weight): without it
+    "s1-sum-cl0-de": ["model.semantic_user=sum", "model.cl_weight=0", "model.gcn_weights=false"],
+    "s1-mean-cl0-de-gw": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=true"],
+    "s1-mean-cl0-none": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false", "model.dropedge=none"],
+    "s1-mean-cl0-paper": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false", "model.dropedge=paper"],
     "s1-mean-cl1-t5-de": ["model.semantic_user=mean", "model.cl_weight=0.1", "model.temperature=0.5", "model.gcn_weights=false"],
-    "s1-sqrt-cl01-de": ["model.semantic_user=sqrt", "model.cl_weight=0.01", "model.gcn_weights=false"],
-    "s1-mean-cl01-de-ii0": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.ii_layers=0"],
-    "s1-mean-cl01-de-loo": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false", "model.exclude_target=true"],
-    "s1-sum-cl01-de-loo": ["model.semantic_user=sum", "model.cl_weight=0.01", "model.gcn_weights=false", "model.exclude_target=true"],
+    "s1-mean-cl001-de": ["model.semantic_user=mean", "model.cl_weight=0.001", "model.gcn_weights=false"],
+    "s1-mean-cl0-de-loo": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false", "model.exclude_target=true"],
     "s1-sum-cl0-de-loo": ["model.semantic_user=sum", "model.cl_weight=0", "model.gcn_weights=false", "model.exclude_target=true"],
+    "s1-mean-cl0-de-ii0": ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false", "model.ii_layers=0"],
 }  # fmt: skip
-STAGE2_COMMON = ["train.patience=10", "train.epochs=40"]
-STAGE2: dict[str, list[str]] = {}  # filled in once stage 1 is read (see docs/crane.md)
+STAGE2_COMMON = ["train.patience=10", "train.epochs=30"]
+# the stage-1 winner (mean semantic profiles, no contrastive term, no W^(l)) with RCA fusion
+STAGE2_BASE = ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false"]
+STAGE2 = {
+    name: [*STAGE2_BASE, *sets]
+    for name, sets in {
+        "s2-rca": [],  # feature_norm l2, score scale 1/sqrt(w), value scale 1/(M+N), project first
+        "s2-rca-value-none": ["model.rca_value_scale=none"],
+        "s2-rca-score1": ["model.rca_score_scale=1.0"],
+        "s2-rca-feat-raw": ["model.feature_norm=none"],
+        "s2-rca-project-after": ["model.project_before_profile=false"],
+    }.items()
+}
 STAGES = {"1": (STAGE1_COMMON, STAGE1), "2": (STAGE2_COMMON, STAGE2)}
 
 

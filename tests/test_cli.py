@@ -98,3 +98,18 @@ def test_written_results_are_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_repeated_set_flags_accumulate():
+    from cranerec.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--set", "train.epochs=2", "--set", "model.n_layers=1", "train.lr=0.01"]
+    )
+    assert args.set == ["train.epochs=2", "model.n_layers=1", "train.lr=0.01"]
+
+
+def test_model_given_as_a_bare_name_in_a_config():
+    from cranerec.train.config import resolve_config
+
+    assert resolve_config({"model": "bpr"}).model_name == "bpr"

@@ -175,7 +175,9 @@ def _version() -> str:
 
 
 def _add_data_set(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
+    parser.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help_text
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--set",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="override settings, e.g. train.lr=1e-3 model.n_layers=3",

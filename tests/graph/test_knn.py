@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cranerec.graph import knn_graph
+from cranerec.graph import knn_adjacency, knn_graph, mixed_knn_adjacency
 
 
 def brute_force_knn(x: np.ndarray, k: int, exclude_self: bool = True):
@@ -89,3 +89,48 @@ def test_k_at_the_limit_is_accepted():
     x = torch.from_numpy(_features(n=5))
     assert knn_graph(x, 4)[0].shape == (5, 4)
     assert knn_graph(x, 5, exclude_self=False)[0].shape == (5, 5)
+
+
+def brute_force_mixed_graph(xs, k, weights, exclude_self=False):
+    """sum_m w_m D_m^{-1/2} A_m D_m^{-1/2} with dense numpy kNN adjacencies, D_m their row sums."""
+    out = 0.0
+    for x, w in zip(xs, weights, strict=True):
+        idx, _ = brute_force_knn(x, k, exclude_self)
+        a = np.zeros((len(x), len(x)))
+        np.put_along_axis(a, idx, 1.0, axis=1)
+        d = a.sum(axis=1) ** -0.5
+        out = out + w * (d[:, None] * a * d[None, :])
+    return out
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_knn_adjacency_is_the_binary_top_k_graph(exclude_self):
+    x = _features(n=11, d=4, seed=4)
+    adj = knn_adjacency(x.astype(np.float32), 3, exclude_self=exclude_self)
+    idx, _ = brute_force_knn(x, 3, exclude_self)
+    expected = np.zeros((11, 11))
+    np.put_along_axis(expected, idx, 1.0, axis=1)
+    assert adj.dtype == np.float32 and adj.shape == (11, 11)
+    np.testing.assert_array_equal(adj.toarray(), expected)
+    assert (adj.diagonal() == (0 if exclude_self else 1)).all()  # random rows: self is nearest
+
+
+def test_mixed_knn_adjacency_matches_brute_force_and_rows_sum_to_one():
+    xs = [_features(n=12, d=d, seed=s) for d, s in ((4, 5), (7, 6), (3, 7))]
+    weights = [0.1, 0.45, 0.45]
+    adj = mixed_knn_adjacency([x.astype(np.float32) for x in xs], 4, weights)
+    expected = brute_force_mixed_graph(xs, 4, weights)
+    np.testing.assert_allclose(adj.toarray(), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(adj.sum(axis=1)).ravel(), 1.0, rtol=1e-6)
+    assert not np.allclose(expected, expected.T)  # kNN graphs are directed
+
+
+def test_sym_normalised_knn_graph_is_a_over_k():
+    x = _features(n=9, seed=8)
+    a = knn_adjacency(x, 3, exclude_self=False).toarray()
+    np.testing.assert_allclose(mixed_knn_adjacency([x], 3, [1.0]).toarray(), a / 3, rtol=1e-6)
+
+
+def test_mixed_knn_adjacency_needs_one_weight_per_modality():
+    with pytest.raises(ValueError, match="weights"):
+        mixed_knn_adjacency([_features()], 3, [0.5, 0.5])

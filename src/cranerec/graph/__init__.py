@@ -7,11 +7,11 @@ from cranerec.graph.adjacency import (
     to_torch_sparse,
 )
 from cranerec.graph.dropedge import DROPEDGE_MODES, drop_edges, edge_keep_probability
-from cranerec.graph.knn import knn_graph
+from cranerec.graph.knn import knn_adjacency, knn_graph, mixed_knn_adjacency
 from cranerec.graph.propagate import propagate, sparse_mm
 
 __all__ = [
     "DROPEDGE_MODES", "drop_edges", "edge_keep_probability",
     "bipartite_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
-    "to_torch_sparse",
+    "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency",
 ]  # fmt: skip

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from cranerec.graph.adjacency import normalize_adjacency
 from cranerec.utils.ranking import topk_items
 
 
@@ -34,3 +40,54 @@ def knn_graph(
         idx_blocks.append(top)
         val_blocks.append(sim.gather(1, top))
     return torch.cat(idx_blocks), torch.cat(val_blocks)
+
+
+def knn_adjacency(
+    features: torch.Tensor | np.ndarray,
+    k: int,
+    *,
+    exclude_self: bool = True,
+    block_size: int = 4096,
+) -> sp.csr_matrix:
+    """The top-``k`` cosine graph of ``features`` [N, D] as a binary [N, N] scipy matrix.
+
+    Row i holds a one at each of its ``k`` neighbours (``knn_graph``'s indices, ties by the
+    lower index). The graph is directed: j may be among i's neighbours without i among j's.
+    With ``exclude_self=False`` an item competes for its own list (cosine 1, so it is in it
+    unless k other rows point exactly the same way), as in LATTICE's and FREEDOM's graphs.
+    """
+    with torch.no_grad():
+        idx, _ = knn_graph(
+            torch.as_tensor(features), k, exclude_self=exclude_self, block_size=block_size
+        )
+    n = idx.shape[0]
+    rows = np.repeat(np.arange(n), k)
+    cols = idx.reshape(-1).cpu().numpy()
+    return sp.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, cols)), shape=(n, n))
+
+
+def mixed_knn_adjacency(
+    features: Sequence[torch.Tensor | np.ndarray],
+    k: int,
+    weights: Sequence[float],
+    *,
+    exclude_self: bool = False,
+    normalization: Literal["sym", "row", "none"] = "sym",
+    block_size: int = 4096,
+) -> sp.csr_matrix:
+    """A weighted sum of per-modality kNN graphs, each normalised first (FREEDOM's item graph):
+
+        S = sum_m w_m N(A_m),  A_m = knn_adjacency(features[m], k, exclude_self=...)
+
+    With ``sym`` N(A) = D^{-1/2} A D^{-1/2}, D the row sums of A: every row of a kNN graph has
+    k ones, so this is A / k. Where two modalities share an edge their weights add.
+    """
+    if len(features) != len(weights) or not features:
+        raise ValueError(f"{len(features)} feature matrices but {len(weights)} weights")
+    mixed = None
+    for x, w in zip(features, weights, strict=True):
+        part = float(w) * normalize_adjacency(
+            knn_adjacency(x, k, exclude_self=exclude_self, block_size=block_size), normalization
+        )
+        mixed = part if mixed is None else mixed + part
+    return sp.csr_matrix(mixed, dtype=np.float32)

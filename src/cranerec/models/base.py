@@ -119,6 +119,12 @@ def l2_batch(*embeddings: torch.Tensor) -> torch.Tensor:
     return 0.5 * sum(e.pow(2).sum() for e in embeddings) / embeddings[0].shape[0]
 
 
+def frobenius_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    """MMRec's ``EmbLoss``: the sum of the tensors' Frobenius norms (not squared) divided by the
+    number of rows of the LAST tensor (the batch size when all are batch rows)."""
+    return sum(torch.linalg.matrix_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
 def xavier_embedding(n: int, dim: int) -> nn.Parameter:
     """An [n, dim] embedding table with Xavier-uniform initialisation."""
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(n, dim)))

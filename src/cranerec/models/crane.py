@@ -25,11 +25,14 @@ Forward (Eq. 1-17):
     X^m = [profiles of users (Eq. 5: sum of their training items' features); item features]
     X_att = RCA(X^1..X^K) on the item rows (Eq. 7-13)
     S~  = top-k cosine graph of X_att, self excluded, kept values row-normalised (Eq. 14)
-    h_i = S~^{L_II} e_i (Eq. 15), h_u = sum of the user's training items' h_i (Eq. 16)
+    h_i = S~^{L_II} e_i (Eq. 15), h_u = sum of the user's training items' h_i (Eq. 16;
+          ``semantic_user=mean|sqrt`` divide it by |N_u| or sqrt(|N_u|))
     z   = e + h (Eq. 17); score = z_u . z_i
 Loss (Eq. 18-20, means over the batch): BPR + beta (InfoNCE(e_u, h_u) + InfoNCE(e_i, h_i)) over
 the batch's unique users and unique positive items (a duplicate would be its own false negative)
-+ lambda * L2 of the batch's layer-0 embeddings.
++ lambda * L2 of the batch's layer-0 embeddings. ``exclude_target`` scores each training
+positive with h_u computed without that positive's own term (leave-one-out; Eq. 16 is silent on
+whether a user's profile may contain the item being scored during training).
 
 Item-graph cadence: ``graph_cadence="epoch"`` rebuilds RCA and S~ on the first training step of
 each epoch; that step's loss carries gradient into RCA through the kept similarity values, later

@@ -110,9 +110,8 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(
             f"unknown config key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}"
         )
-    model_section = dict(raw.get("model") or {})
-    if isinstance(raw.get("model"), str):
-        model_section = {"name": raw["model"]}
+    model_raw = raw.get("model")
+    model_section = {"name": model_raw} if isinstance(model_raw, str) else dict(model_raw or {})
     name = model_section.pop("name", DEFAULT_MODEL)
     try:
         cls = get_model_class(name)

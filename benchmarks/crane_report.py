@@ -1,0 +1,128 @@
+"""CRANE on TikTok: the seed table against LightGCN and the ablation table, from run directories.
+
+    .venv/bin/python benchmarks/crane_report.py --crane RUNS/crane-tiktok \\
+        --lightgcn RUNS/parity/tiktok-lightgcn --ablations RUNS/ablations
+
+``--crane`` and ``--lightgcn`` are ``--seeds`` run directories (``seed-N/`` inside);
+``--ablations`` holds one run directory per variant (each a one-seed run, ``seed-1/`` or plain).
+Prints (1) test Recall@10/20 and NDCG@10/20, mean ± std over seeds, mean seconds per training
+epoch, peak RSS, and a paired test over users of CRANE against LightGCN (per-user Recall@20
+averaged over seeds; paired t-test and Wilcoxon signed-rank, scipy); (2) each ablation's test
+figures, its change against the full model of the same seed and the p-value of the paired
+t-test over users (per-user Recall@20). Reads results.json and per_user.npz only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def seed_runs(directory: Path) -> dict[int, Path]:
+    """{seed: run dir} of the finished runs under ``directory`` (or the directory itself)."""
+    if (directory / "results.json").exists():
+        seed = json.loads((directory / "results.json").read_text())["seed"]
+        return {seed: directory}
+    return {
+        int(p.name.removeprefix("seed-")): p
+        for p in sorted(directory.glob("seed-*"))
+        if (p / "results.json").exists()
+    }
+
+
+def per_user(run: Path, metric: str = "recall_at_20") -> dict[str, float]:
+    data = np.load(run / "per_user.npz", allow_pickle=False)
+    return dict(zip(data["user_id"].tolist(), data[metric].tolist(), strict=True))
+
+
+def mean_per_user(runs: list[Path]) -> dict[str, float]:
+    tables = [per_user(r) for r in runs]
+    return {u: float(np.mean([t[u] for t in tables])) for u in tables[0]}
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
+    """(t-test p, Wilcoxon p) of a vs b over the users both evaluated."""
+    users = sorted(set(a) & set(b))
+    x, y = np.array([a[u] for u in users]), np.array([b[u] for u in users])
+    t = stats.ttest_rel(x, y).pvalue
+    w = stats.wilcoxon(x, y).pvalue if np.any(x != y) else 1.0
+    return float(t), float(w)
+
+
+def fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def seed_table(named: dict[str, Path]) -> None:
+    print(
+        "| model | seeds | "
+        + " | ".join(f"test {m}" for m in METRICS)
+        + " | best epochs | s/epoch | peak RSS MB |"
+    )
+    print("|---|---|" + "---|" * (len(METRICS) + 3))
+    for name, directory in named.items():
+        runs = seed_runs(directory)
+        if not runs:
+            continue
+        res = [json.loads((r / "results.json").read_text()) for r in runs.values()]
+        cells = [fmt([x["test"][m] for x in res]) for m in METRICS]
+        epochs = ", ".join(str(x["best_epoch"]) for x in res)
+        sec = statistics.mean(x["epoch_seconds_mean"] for x in res)
+        rss = max(x["peak_rss_mb"] for x in res)
+        seeds = ", ".join(str(s) for s in runs)
+        print(
+            f"| {name} | {seeds} | " + " | ".join(cells) + f" | {epochs} | {sec:.1f} | {rss:.0f} |"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--crane", type=Path, required=True)
+    p.add_argument("--lightgcn", type=Path, required=True)
+    p.add_argument("--ablations", type=Path)
+    args = p.parse_args()
+    seed_table({"crane": args.crane, "lightgcn": args.lightgcn})
+    crane, lgn = seed_runs(args.crane), seed_runs(args.lightgcn)
+    common = sorted(set(crane) & set(lgn))
+    if common:
+        a = mean_per_user([crane[s] for s in common])
+        b = mean_per_user([lgn[s] for s in common])
+        t, w = paired(a, b)
+        rel = np.mean(list(a.values())) / np.mean(list(b.values())) - 1
+        print(f"\nCRANE vs LightGCN over users (seeds {common}, per-user Recall@20 averaged over "
+              f"seeds): {rel:+.1%}, paired t-test p = {t:.2g}, Wilcoxon p = {w:.2g}")  # fmt: skip
+    if not args.ablations or not args.ablations.exists():
+        return
+    print(
+        "\n| variant | settings | test R@20 | test N@20 | change in R@20 | p (t-test over users) | best epoch |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for variant in sorted(args.ablations.iterdir()):
+        runs = seed_runs(variant)
+        for seed, run in runs.items():
+            if seed not in crane:
+                continue
+            res = json.loads((run / "results.json").read_text())
+            full = json.loads((crane[seed] / "results.json").read_text())
+            t, _ = paired(per_user(run), per_user(crane[seed]))
+            change = res["test"]["recall@20"] / full["test"]["recall@20"] - 1
+            settings = (
+                (variant / "settings.txt").read_text().strip()
+                if (variant / "settings.txt").exists()
+                else ""
+            )
+            print(f"| {variant.name} | {settings} | {res['test']['recall@20']:.4f} | {res['test']['ndcg@20']:.4f} | "
+                  f"{change:+.1%} | {t:.2g} | {res['best_epoch']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

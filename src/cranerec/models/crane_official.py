@@ -1,0 +1,112 @@
+"""``crane_official``: what the CRANE authors' public code computes (MKC-Lab/CRANE,
+``src/models/crane.py``), which is not the paper's model (that is ``crane``).
+
+Why it exists: the published code and the paper differ, and users comparing results against
+either need both side by side on the same data, splits and evaluator. This model reproduces the
+code's behaviour (written from a reading of it, not copied) and is no recommendation.
+
+What the code computes (FREEDOM's graphs, reused from ``cranerec.models.freedom``):
+    frozen item graph S and pruned user-item graph: exactly FREEDOM's (same building blocks,
+    same settings: ``knn_k``, ``mm_image_weight``, ``dropout``, ``n_ui_layers``, ``n_mm_layers``)
+    P^m   = W_m x^m + b_m                   (per-modality projection of the raw features, which
+                                              are fine-tuned as in the code: ``tune_features``)
+    Q^m   = V_m P^m + c_m                   (a second per-modality linear layer, d -> d)
+    T     = stack(Q^1, ..., Q^K, dim=1)     [n_items, K, d]
+    O     = MultiheadAttention(d, num_heads)(T, T, T) with the default ``batch_first=False``:
+            PyTorch reads T as (sequence = items, batch = modalities, d), so each modality does
+            self-attention ACROSS ALL ITEMS (an n_items x n_items attention per head) and the
+            modalities never meet inside the attention                          [n_items, K, d]
+    f     = mean over modalities of O        [n_items, d]
+    h     = S^{n_mm_layers} f                (the fused features, not the item ID table, go
+                                              through the item graph)
+    user  = E_u (LightGCN, no multimodal part);  item = E_i + h;  score = user . item
+Loss: BPR only (no modality terms, no contrastive term, no L2; the code's ``reg_weight`` is
+read but unused, so it is not a setting here).
+Unlike the paper there is no recursion, no user profiles, no contrastive loss and no item graph
+built from refined features. Cost: the attention is recomputed at every training step and is
+O(n_items^2 d) per modality.
+
+Deviations:
+- the code applies the attention only when exactly an image and a text modality exist (with
+  one it falls back to FREEDOM without modality terms); here the attention runs over whatever
+  K >= 1 modalities the dataset has, in the dataset's modality order;
+- the attention is called with ``need_weights=False`` (the code keeps the default ``True`` and
+  discards the weights): the same output, through PyTorch's fused kernel, without an
+  [heads, n_items, n_items] weight tensor kept for the backward pass;
+- FREEDOM's determinism details (tie-breaking, sampling stream, no 1e-7 in the degrees).
+
+Presets: ``reference`` is FREEDOM's (and the code's) configuration point with MMRec's training
+settings; ``reference_10ep`` is the same for 10 epochs without early stopping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cranerec.data.dataset import Dataset
+from cranerec.models.base import Batch, bpr_loss, register
+from cranerec.models.freedom import (
+    FREEDOM_POINT,
+    MMREC_TRAIN,
+    FrozenGraphConfig,
+    FrozenGraphRecommender,
+)
+
+
+@dataclass
+class CRANEOfficialConfig(FrozenGraphConfig):
+    """FREEDOM's graph settings plus ``num_heads`` of the attention (4 in the code)."""
+
+    num_heads: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_heads < 1 or self.embedding_dim % self.num_heads:
+            from cranerec.config import ConfigError
+
+            raise ConfigError(
+                f"num_heads={self.num_heads} must be >= 1 and divide embedding_dim={self.embedding_dim}"
+            )
+
+
+@register
+class CRANEOfficial(FrozenGraphRecommender):
+    """The CRANE authors' published code: FREEDOM plus attention across items, per modality."""
+
+    name = "crane_official"
+    Config = CRANEOfficialConfig
+    presets = {
+        "reference": {"model": {**FREEDOM_POINT, "num_heads": 4}, "train": {**MMREC_TRAIN}},
+        "reference_10ep": {
+            "model": {**FREEDOM_POINT, "num_heads": 4},
+            "train": {**MMREC_TRAIN, "epochs": 10, "patience": 10},  # patience >= epochs
+        },
+    }
+
+    def __init__(self, dataset: Dataset, config: CRANEOfficialConfig) -> None:
+        super().__init__(dataset, config)
+        d = config.embedding_dim
+        self.attn_project = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
+        self.attention = nn.MultiheadAttention(d, config.num_heads)  # batch_first=False
+
+    def attention_outputs(self) -> torch.Tensor:
+        """O: the attention's output per item and modality, [n_items, K, d]."""
+        stacked = torch.stack(
+            [self.attn_project[m](self.projected(m)) for m in self.modalities], dim=1
+        )  # [N, K, d], read by the attention as (sequence N, batch K, d)
+        out, _ = self.attention(stacked, stacked, stacked, need_weights=False)  # [N, K, d]
+        return out
+
+    def item_graph_input(self) -> torch.Tensor:
+        return self.attention_outputs().mean(dim=1)  # [N, d]
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        user_out, item_out = self.forward()
+        u = user_out[batch.user_idx]
+        rank = bpr_loss(
+            (u * item_out[batch.pos_idx]).sum(-1), (u * item_out[batch.neg_idx]).sum(-1)
+        )
+        return rank, {"bpr": rank.detach()}
