@@ -28,7 +28,10 @@ from cranerec.train import build_config, train_run
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 
-STAGE1_COMMON = ["model.fusion=concat", "train.patience=10", "train.epochs=80"]
+# project_before_profile=true pins the default the trials ran with (no effect with concat)
+STAGE1_COMMON = [
+    "model.fusion=concat", "model.project_before_profile=true", "train.patience=10", "train.epochs=80",
+]  # fmt: skip
 STAGE1 = {
     # round 1: a small contrastive weight (the paper's term) with the structural choices
     "s1-mean-cl01-de": ["model.semantic_user=mean", "model.cl_weight=0.01", "model.gcn_weights=false"],
@@ -48,7 +51,10 @@ STAGE1 = {
 }  # fmt: skip
 STAGE2_COMMON = ["train.patience=10", "train.epochs=30"]
 # the stage-1 winner (mean semantic profiles, no contrastive term, no W^(l)) with RCA fusion
-STAGE2_BASE = ["model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false"]
+STAGE2_BASE = [
+    "model.semantic_user=mean", "model.cl_weight=0", "model.gcn_weights=false",
+    "model.project_before_profile=true",
+]  # fmt: skip
 STAGE2 = {
     name: [*STAGE2_BASE, *sets]
     for name, sets in {
@@ -56,7 +62,7 @@ STAGE2 = {
         "s2-rca-value-none": ["model.rca_value_scale=none"],
         "s2-rca-score1": ["model.rca_score_scale=1.0"],
         "s2-rca-feat-raw": ["model.feature_norm=none"],
-        "s2-rca-project-after": ["model.project_before_profile=false"],
+        "s2-rca-project-after": ["model.project_before_profile=false"],  # overrides the base
     }.items()
 }
 STAGES = {"1": (STAGE1_COMMON, STAGE1), "2": (STAGE2_COMMON, STAGE2)}

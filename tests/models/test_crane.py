@@ -1,6 +1,7 @@
 """CRANE (work in progress, issue 4): the properties its design relies on."""
 
 import numpy as np
+import pytest
 import torch
 
 from cranerec.config import from_dict
@@ -47,14 +48,18 @@ def test_step_cadence_gives_rca_gradient_at_every_step(tiny_data):
         assert _rca_grad(model) > 0
 
 
-def test_item_graph_is_a_row_normalised_brute_force_top_k(tiny_data):
-    model = _model(tiny_data).eval()
+@pytest.mark.parametrize("project_first", [False, True])
+def test_item_graph_is_a_row_normalised_brute_force_top_k(tiny_data, project_first):
+    model = _model(tiny_data, project_before_profile=project_first).eval()
     idx, values = model.item_graph()
+    dense = torch.from_numpy(tiny_data.train.toarray())
     with torch.no_grad():
         xs = []
         for m in model.modalities:
-            x_items = model.project[m](getattr(model, f"feat_{m}"))
-            xs.append(torch.cat([torch.sparse.mm(model.interactions, x_items), x_items]))
+            raw, proj = getattr(model, f"feat_{m}"), model.project[m]
+            x_items = proj(raw)
+            profiles = dense @ x_items if project_first else proj(dense @ raw)
+            xs.append(torch.cat([profiles, x_items]))
         rows = torch.arange(model.n_users, model.n_users + model.n_items)
         x_att = torch.nn.functional.normalize(torch.cat(model.rca(xs, rows), 1), dim=1)
         sim = (x_att @ x_att.T).numpy()
@@ -164,7 +169,7 @@ def test_max_and_mean_profiles(tiny_data):
 
 
 def test_attention_profiles_start_as_the_mean_and_learn(tiny_data):
-    model = _model(tiny_data, profile="attention")
+    model = _model(tiny_data, profile="attention", project_before_profile=True)
     mean_model = _model(tiny_data, profile="mean")
     x = torch.randn(tiny_data.n_items, 64)
     torch.testing.assert_close(
