@@ -10,6 +10,10 @@ epoch, peak RSS, and a paired test over users of CRANE against LightGCN (per-use
 averaged over seeds; paired t-test and Wilcoxon signed-rank, scipy); (2) each ablation's test
 figures, its change against the full model of the same seed and the p-value of the paired
 t-test over users (per-user Recall@20). Reads results.json and per_user.npz only.
+
+Superseded by the ``main`` and ``ablation`` suites (``cranerec experiment``, ``cranerec report``,
+docs/experiments.md), whose tables add Holm-corrected p-values over users and over seeds; kept
+for the run directories that benchmarks/crane_tiktok.sh writes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+# One implementation of the per-user tables and the paired t-test: the experiment report's.
+from cranerec.experiments.stats import mean_per_user, paired_ttest, per_user
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
@@ -37,23 +44,13 @@ def seed_runs(directory: Path) -> dict[int, Path]:
     }
 
 
-def per_user(run: Path, metric: str = "recall_at_20") -> dict[str, float]:
-    data = np.load(run / "per_user.npz", allow_pickle=False)
-    return dict(zip(data["user_id"].tolist(), data[metric].tolist(), strict=True))
-
-
-def mean_per_user(runs: list[Path]) -> dict[str, float]:
-    tables = [per_user(r) for r in runs]
-    return {u: float(np.mean([t[u] for t in tables])) for u in tables[0]}
-
-
 def paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
     """(t-test p, Wilcoxon p) of a vs b over the users both evaluated."""
     users = sorted(set(a) & set(b))
     x, y = np.array([a[u] for u in users]), np.array([b[u] for u in users])
-    t = stats.ttest_rel(x, y).pvalue
+    t = paired_ttest(x, y)
     w = stats.wilcoxon(x, y).pvalue if np.any(x != y) else 1.0
-    return float(t), float(w)
+    return float("nan") if t is None else t, float(w)
 
 
 def fmt(values: list[float]) -> str:

@@ -7,6 +7,11 @@ cranerec evaluate RUN_DIR [--split test]
 cranerec data describe PATH
 cranerec data convert SRC DST --to mmrec|matrices
 cranerec models
+cranerec recommend RUN_DIR [--users all|FILE] [--k 20] --out recs.parquet|recs.csv
+cranerec serve RUN_DIR [--host 127.0.0.1] [--port 8000]
+cranerec experiment SPEC.yaml|SUITE [--smoke] [--store DIR] [--workers N] [--status]
+                    [--retry-failed] [--storage URL]
+cranerec report RESULTS [--out FILE.md] [--storage URL]
 """
 
 from __future__ import annotations
@@ -168,6 +173,90 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_user_file(path: str) -> list[str]:
+    """One raw user id per line; blank lines are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--users {path}: cannot read the user file: {e}") from None
+    users = [line.strip() for line in lines if line.strip()]
+    if not users:
+        raise ValueError(f"--users {path}: no user ids in the file")
+    return users
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from cranerec.serve import Recommender
+    from cranerec.utils.io import atomic_write
+
+    out = Path(args.out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out {out}: write .parquet or .csv")
+    if args.k < 1 or args.batch_size < 1:
+        raise ValueError("--k and --batch-size must be >= 1")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "writing Parquet needs pyarrow: pip install 'cranerec[parquet]', or write .csv"
+            ) from None
+    rec = Recommender.load(args.run_dir, index=args.index)
+    users = rec.user_ids.tolist() if args.users == "all" else _read_user_file(args.users)
+    rec.check_ids(users, "user")  # unknown ids fail here, before any work
+    frames = []
+    with tqdm(total=len(users), unit="user", desc="recommend", disable=args.quiet) as bar:
+        for start in range(0, len(users), args.batch_size):
+            batch = users[start : start + args.batch_size]
+            for r in rec.recommend(batch, k=args.k, exclude_seen=not args.include_seen):
+                frames.append((r.query, r.item_ids, r.scores))
+            bar.update(len(batch))
+    lengths = [len(items) for _, items, _ in frames]
+    table = pd.DataFrame(
+        {
+            "user_id": np.repeat([u for u, _, _ in frames], lengths).astype(str),
+            "rank": np.concatenate([np.arange(1, n + 1) for n in lengths]).astype(np.int32),
+            "item_id": np.concatenate([items for _, items, _ in frames]).astype(str),
+            "score": np.concatenate([scores for _, _, scores in frames]).astype(np.float32),
+        }
+    )
+    if out.suffix == ".csv":
+        atomic_write(out, lambda f: f.write(table.to_csv(index=False).encode("utf-8")))
+    else:
+        atomic_write(out, lambda f: table.to_parquet(f, index=False))
+    _out(f"wrote {len(table):,} recommendations for {len(users):,} users to {out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from cranerec.serve.app import create_app
+    except ImportError as e:
+        raise ValueError(
+            f"serving over HTTP needs the serve extra ({e}): pip install 'cranerec[serve]'"
+        ) from None
+    from cranerec.serve import Recommender
+
+    if args.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    rec = Recommender.load(args.run_dir, index=args.index)
+    info = rec.info()
+    _out(
+        f"serving {info['model']} on {info['dataset']} ({info['n_users']:,} users, "
+        f"{info['n_items']:,} items) at http://{args.host}:{args.port}  (docs: /docs)"
+    )
+    uvicorn.run(create_app(rec), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _version() -> str:
     from cranerec import __version__
 
@@ -178,6 +267,76 @@ def _add_data_set(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help_text
     )
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from cranerec.experiments.runner import run_experiment, status_text
+    from cranerec.experiments.spec import load_spec
+    from cranerec.experiments.store import Store
+
+    spec = load_spec(args.spec, smoke=args.smoke)
+    store = Store(args.store or ("runs/experiments-smoke" if args.smoke else "runs/experiments"))
+    if args.status:
+        _out(status_text(spec, store, args.storage))
+        return 0
+    counts = run_experiment(
+        spec, store, workers=args.workers, retry_failed=args.retry_failed, storage=args.storage
+    )
+    if spec.models:
+        _out(f"{spec.name}: runs " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if spec.search is not None:
+        from cranerec.experiments.search import trial_counts
+
+        trials = trial_counts(spec, store, args.storage)
+        _out(f"{spec.name}: search trials " + ", ".join(f"{k} {v}" for k, v in trials.items()))
+    _out(f"store: {store.root}  (report: cranerec report {store.root})")
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cranerec.experiments.report import write_report
+
+    _out(f"wrote {write_report(args.results, args.out, args.storage)}")
+    return 0
+
+
+def _suite_names() -> list[str]:
+    """The built-in suites (read without importing the experiment code: torch stays unloaded)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("cranerec.experiments")  # located, not imported
+    folder = Path(list(found.submodule_search_locations)[0]) / "suites"
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _add_experiment_parsers(sub) -> None:
+    x = sub.add_parser(
+        "experiment",
+        help="run a spec (models x datasets x seeds x settings, and a search) into a store",
+        description="Resumable: a second call skips finished runs and resumes interrupted ones.",
+    )
+    x.add_argument(
+        "spec", help=f"a spec YAML file or a built-in suite ({', '.join(_suite_names())})"
+    )
+    x.add_argument("--smoke", action="store_true", help="the spec's smoke version (synthetic data)")
+    x.add_argument(
+        "--store",
+        help="result store directory, shared by specs (a run two specs share is trained once); "
+        "default runs/experiments, or runs/experiments-smoke with --smoke",
+    )
+    x.add_argument("--workers", type=int, default=1, help="local worker processes (cores shared)")
+    x.add_argument(
+        "--status", action="store_true", help="show done/running/failed/pending and exit"
+    )
+    x.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    x.add_argument("--storage", help="Optuna storage URL of the search (e.g. postgresql://...)")
+    x.set_defaults(func=_cmd_experiment)
+
+    rp = sub.add_parser("report", help="write the Markdown report (and PNGs) of a result store")
+    rp.add_argument("results", help="a result store directory (cranerec experiment --store)")
+    rp.add_argument("--out", help="Markdown file (default RESULTS/report.md); PNGs beside it")
+    rp.add_argument("--storage", help="Optuna storage URL, when the search used another")
+    rp.set_defaults(func=_cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +398,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list registered models and their settings")
     m.set_defaults(func=_cmd_models)
+
+    r = sub.add_parser("recommend", help="write top-k recommendations for many users")
+    r.add_argument("run_dir")
+    r.add_argument("--users", default="all", help="'all' or a file with one raw user id a line")
+    r.add_argument("--k", type=int, default=20)
+    r.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    r.add_argument("--batch-size", type=int, default=1024, help="users per search")
+    r.add_argument("--include-seen", action="store_true", help="keep the users' training items")
+    r.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_recommend)
+
+    sv = sub.add_parser("serve", help="serve a run over HTTP (needs the serve extra)")
+    sv.add_argument("run_dir")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
+    sv.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="faiss threads per search (default 1: requests bring the concurrency; 0 = all cores)",
+    )
+    sv.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    sv.set_defaults(func=_cmd_serve)
+    _add_experiment_parsers(sub)
     return p
 
 

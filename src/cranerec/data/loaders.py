@@ -48,6 +48,12 @@ class DataConfig:
     generated dataset. ``modalities``: names to load (``None`` = every ``<name>_feat.npy`` found,
     ``[]`` = none). ``feature_files`` maps a modality name to a file name when it does not follow
     ``<name>_feat.npy``. The raw-format settings (k-core, split) are ignored for fixed splits.
+
+    ``synthetic_users`` / ``synthetic_items`` / ``synthetic_interactions`` (mean per user) and
+    ``synthetic_widths`` (``image`` / ``text`` feature widths) shape the synthetic data (cost
+    measurements use Amazon-Baby's shape). ``subsample_users`` < 1 keeps that fraction of the
+    users (drawn with ``subsample_seed``, all their interactions in every split) and the items
+    they interacted with, for measurements against dataset size; applied after any format.
     """
 
     path: str = "synthetic"
@@ -65,9 +71,29 @@ class DataConfig:
     split_seed: str = "9"
     split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     synthetic_seed: int = 0
+    synthetic_users: int = 1500
+    synthetic_items: int = 800
+    synthetic_interactions: float = 18.0
+    synthetic_widths: dict[str, int] = field(default_factory=dict)
+    subsample_users: float = 1.0
+    subsample_seed: int = 0
 
     def validate(self) -> None:
         from cranerec.config import ConfigError
+
+        if not 0 < self.subsample_users <= 1:
+            raise ConfigError(f"subsample_users must be in (0, 1], got {self.subsample_users}")
+        if self.synthetic_users < 10 or self.synthetic_items < 20:
+            raise ConfigError("synthetic_users must be >= 10 and synthetic_items >= 20")
+        if not 5 <= self.synthetic_interactions <= self.synthetic_items // 2:
+            raise ConfigError(
+                "synthetic_interactions (mean per user) must be between 5 and synthetic_items / 2"
+            )
+        bad = sorted(set(self.synthetic_widths) - {"image", "text"})
+        if bad or any(not isinstance(w, int) or w < 1 for w in self.synthetic_widths.values()):
+            raise ConfigError(
+                f"synthetic_widths maps image/text to positive widths, got {self.synthetic_widths}"
+            )
 
         if self.format not in FORMATS:
             raise ConfigError(f"format {self.format!r} is not one of {list(FORMATS)}")
@@ -118,13 +144,39 @@ def load_dataset(config: DataConfig | None = None, **overrides) -> Dataset:
         from cranerec.config import from_dict
 
         config = from_dict(DataConfig, overrides)
+    data = _load_format(config)
+    if config.subsample_users < 1:
+        data = subsample_users(data, config.subsample_users, config.subsample_seed)
+    return data
+
+
+def subsample_users(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """Keep ``fraction`` of the users (uniformly drawn with ``seed``) with all their interactions,
+    and the items they interacted with in any split (with those items' feature rows)."""
+    rng = np.random.default_rng(seed)
+    n_keep = max(1, round(fraction * data.n_users))
+    users = np.sort(rng.choice(data.n_users, size=n_keep, replace=False))
+    mats = {s: data.split(s)[users] for s in ("train", "valid", "test")}
+    seen = (mats["train"] + mats["valid"] + mats["test"]).tocsc()
+    items = np.flatnonzero(np.diff(seen.indptr) > 0)
+    return Dataset(
+        name=f"{data.name}-users{fraction:g}",
+        user_ids=data.user_ids[users], item_ids=data.item_ids[items],
+        features={m: f[items] for m, f in data.features.items()}, synthetic=data.synthetic,
+        **{s: m[:, items] for s, m in mats.items()},
+    )  # fmt: skip
+
+
+def _load_format(config: DataConfig) -> Dataset:
     fmt = detect_format(config.path) if config.format == "auto" else config.format
     if fmt == "synthetic":
         from cranerec.data.synthetic import make_synthetic
 
         data = make_synthetic(
-            seed=config.synthetic_seed, split_seed=resolve_split_seed(config.split_seed)
-        )
+            n_users=config.synthetic_users, n_items=config.synthetic_items,
+            mean_interactions=config.synthetic_interactions, widths=config.synthetic_widths,
+            seed=config.synthetic_seed, split_seed=resolve_split_seed(config.split_seed),
+        )  # fmt: skip
         if config.modalities is not None:
             missing = [m for m in config.modalities if m not in data.features]
             if missing:

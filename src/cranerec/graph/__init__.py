@@ -7,11 +7,13 @@ from cranerec.graph.adjacency import (
     to_torch_sparse,
 )
 from cranerec.graph.dropedge import DROPEDGE_MODES, drop_edges, edge_keep_probability
-from cranerec.graph.knn import knn_adjacency, knn_graph, mixed_knn_adjacency
+from cranerec.graph.knn import knn_adjacency, knn_graph, knn_laplacian, mixed_knn_adjacency
 from cranerec.graph.propagate import propagate, sparse_mm
+from cranerec.graph.softmax import edge_softmax
 
 __all__ = [
     "DROPEDGE_MODES", "drop_edges", "edge_keep_probability",
+    "edge_softmax",
     "bipartite_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
-    "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency",
+    "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
 ]  # fmt: skip

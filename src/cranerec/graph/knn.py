@@ -91,3 +91,50 @@ def mixed_knn_adjacency(
         )
         mixed = part if mixed is None else mixed + part
     return sp.csr_matrix(mixed, dtype=np.float32)
+
+
+def knn_laplacian(
+    features: Sequence[torch.Tensor | np.ndarray],
+    k: int,
+    weights: torch.Tensor | Sequence[float] | None = None,
+    *,
+    exclude_self: bool = False,
+    block_size: int = 4096,
+) -> torch.Tensor:
+    """LATTICE's item graph: per-modality top-``k`` cosine graphs that keep their similarity
+    values, mixed with ``weights``, then normalised once by the row sums of the mixture:
+
+        A_m[i, j] = cos(x^m_i, x^m_j) if j is among row i's top-k (``knn_graph``), else 0
+        S = sum_m w_m A_m                 (w_m = 1 when ``weights`` is None)
+        L = D^{-1/2} S D^{-1/2},  D = diag(row sums of S)
+
+    Unlike ``mixed_knn_adjacency`` (binary graphs, each normalised, then mixed) the values are
+    the similarities and the mixture is normalised as a whole. With ``exclude_self=False`` an
+    item competes for its own list (cosine 1), as in LATTICE. The graph is directed, yet both
+    sides use the row sums (so L is not symmetric). A row whose sum is <= 0 becomes all zero.
+
+    Returns L as a coalesced [N, N] sparse COO tensor (where modalities share an edge their
+    terms add) whose values are differentiable in the features and in ``weights`` (a tensor).
+    """
+    if weights is None:
+        weights = [1.0] * len(features)
+    if len(features) != len(weights) or not len(features):
+        raise ValueError(f"{len(features)} feature matrices but {len(weights)} weights")
+    cols, vals = [], []
+    for x, w in zip(features, weights, strict=True):
+        idx, sim = knn_graph(
+            torch.as_tensor(x), k, exclude_self=exclude_self, block_size=block_size
+        )  # [N, k] each
+        cols.append(idx)
+        vals.append(w * sim)
+    col = torch.cat(cols, dim=1)  # [N, K k]
+    val = torch.cat(vals, dim=1)  # [N, K k]
+    deg = val.sum(dim=1)  # [N], row sums of S
+    positive = deg > 0
+    d_inv_sqrt = torch.where(positive, deg.clamp(min=torch.finfo(deg.dtype).tiny).rsqrt(), 0.0)
+    val = val * d_inv_sqrt[:, None] * d_inv_sqrt[col]  # [N, K k]
+    n = col.shape[0]
+    row = torch.arange(n, device=col.device).repeat_interleave(col.shape[1])  # [N K k]
+    return torch.sparse_coo_tensor(
+        torch.stack([row, col.reshape(-1)]), val.reshape(-1), (n, n), check_invariants=False
+    ).coalesce()

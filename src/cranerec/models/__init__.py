@@ -1,6 +1,18 @@
 """Models, registered by name (``cranerec models`` lists them)."""
 
-from cranerec.models import bm3, bpr, crane, crane_official, freedom, lightgcn, mmgcn, pop, vbpr  # noqa: F401  (registration side effect)
+from cranerec.models import (  # noqa: F401  (registration side effect)
+    bm3,
+    bpr,
+    camgr,
+    crane,
+    crane_official,
+    freedom,
+    lattice,
+    lightgcn,
+    mmgcn,
+    pop,
+    vbpr,
+)
 from cranerec.models.base import MODELS, Batch, Recommender, get_model_class, register
 
 __all__ = ["MODELS", "Batch", "Recommender", "get_model_class", "register"]

@@ -11,6 +11,13 @@ A model:
 - exports embeddings whose inner products are its scores (``export_embeddings``), which is
   how the evaluator, serving and vector search see every model, including models trained as
   two branches and fused at inference (they concatenate the branches' vectors).
+
+Serving hooks (``cranerec.serve``):
+- ``user_from_items`` (classmethod): a new user's vector from the exported vectors of the items
+  they hold; default the normalised sum (mean) of those vectors, overridden where a model
+  documents another rule;
+- ``items_from_features``: exported vectors for cold-start items known only by their modality
+  features; only models with a content path implement it (``has_content_path()``).
 """
 
 from __future__ import annotations
@@ -81,6 +88,41 @@ class Recommender(nn.Module):
         finally:
             self.train(was_training)
         return user_emb.detach(), item_emb.detach()
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @classmethod
+    def user_from_items(cls, item_emb: torch.Tensor, config: Any = None) -> torch.Tensor:
+        """A new user's vector from the exported vectors of the items they hold, without
+        retraining: ``[n, d] -> [d]``, to be scored against ``export_embeddings()``'s items.
+
+        Default: the normalised sum of the item vectors (their mean; the normalisation only
+        scales the scores, never the ranking). A model whose user representation is another
+        function of its items overrides this and documents its rule. ``config`` is the model's
+        ``Config`` (unused by the default)."""
+        if item_emb.ndim != 2 or item_emb.shape[0] == 0:
+            raise ValueError(
+                f"need a non-empty [n, d] matrix of item vectors, got {tuple(item_emb.shape)}"
+            )
+        return item_emb.sum(dim=0) / item_emb.shape[0]
+
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: vectors ``[n_new, d]`` in the space of ``export_embeddings()``'s
+        items for items known only by their features (``{modality: [n_new, width]}``, every
+        modality of ``dataset``, validated by the caller). ``dataset`` is the data the model was
+        built from (the trained items' features). Called on a trained model in ``eval()`` mode;
+        must not change any existing score. Models without a content path keep this default."""
+        raise NotImplementedError(
+            f"model {self.name!r} has no content path: it cannot represent an item from its "
+            "features alone (cold-start items need a content model such as crane, freedom or vbpr)"
+        )
+
+    @classmethod
+    def has_content_path(cls) -> bool:
+        """Whether the model implements ``items_from_features`` (cold-start items)."""
+        return cls.items_from_features is not Recommender.items_from_features
 
 
 MODELS: dict[str, type[Recommender]] = {}

@@ -63,6 +63,7 @@ from cranerec.graph import (
 )
 from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
+from cranerec.utils.ranking import topk_items
 
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
@@ -279,25 +280,35 @@ class CRANE(Recommender):
         profiles = torch.sparse.mm(self.interactions, x_items)
         return profiles / self.user_deg if self.config.profile == "mean" else profiles
 
-    def fused_item_features(self) -> torch.Tensor:
+    def fused_item_features(self, new_items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The item features the item graph is built from (Sec. 3.3 / 4.6):
         ``rca``: X_att (Eq. 13, RCA over users and items); ``concat`` / ``sum``: the projected
         modalities concatenated / summed (``concat`` is also the w/o-attention ablation);
         ``average``: per-modality L2-normalised features concatenated, whose cosine similarity is
         the mean of the per-modality cosine similarities (CRANE-A); a modality name: that
-        modality alone (CRANE-V, CRANE-T, ...)."""
+        modality alone (CRANE-V, CRANE-T, ...).
+
+        ``new_items`` (serving, cold start): normalised features ``{modality: [n_new, width]}``
+        of items without interactions, appended after the trained items (as extra RCA
+        entities); their rows follow the trained items' in the result."""
         fusion = self.config.fusion
         mods = [fusion] if fusion in self.modalities else self.modalities
-        x_items = [self.project[m](getattr(self, f"feat_{m}")) for m in mods]  # [N, w] each
+        feats = {m: getattr(self, f"feat_{m}") for m in mods}
+        if new_items is not None:
+            feats = {m: torch.cat([feats[m], new_items[m]]) for m in mods}
+        x_items = [self.project[m](feats[m]) for m in mods]  # [N, w] each
         if fusion == "rca":
             if self.config.project_before_profile:  # profiles of projected item features
-                profiles = [self._profiles(x, m) for x, m in zip(x_items, mods, strict=True)]
+                profiles = [
+                    self._profiles(x[: self.n_items], m) for x, m in zip(x_items, mods, strict=True)
+                ]
             else:  # profiles of the raw features (Eq. 5 literally), projected afterwards
                 profiles = [
                     self.project[m](self._profiles(getattr(self, f"feat_{m}"), m)) for m in mods
                 ]
             entities = [torch.cat([p, x]) for p, x in zip(profiles, x_items, strict=True)]
-            rows = torch.arange(self.n_users, self.n_users + self.n_items, device=x_items[0].device)
+            n_rows = x_items[0].shape[0]  # n_items (+ new items)
+            rows = torch.arange(self.n_users, self.n_users + n_rows, device=x_items[0].device)
             return torch.cat(self.rca(entities, out_rows=rows), dim=1)  # Eq. 13, item rows
         if fusion == "sum":
             return torch.stack(x_items).sum(dim=0)
@@ -412,3 +423,47 @@ class CRANE(Recommender):
         total = collab + semantic + self.config.reg_weight * reg
         parts = {"bpr": collab.detach(), "bpr_semantic": semantic.detach(), "reg": reg.detach()}
         return total, parts
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: join the item graph through the content path (Sec. 3.3).
+
+        1. refine: the new items' features (normalised as in training) enter RCA as extra
+           entities beside the trained users and items (Eq. 7-13; the value scale keeps its
+           trained 1 / (users + items));
+        2. join: each new item's top-``knn_k`` cosine neighbours among the trained items'
+           refined features, clamped and row-normalised as S~ (Eq. 14);
+        3. aggregate: h^(l)_new = sum_j S~[new, j] h^(l-1)_j over the trained items' h^(l-1)
+           (Eq. 15), h^(0)_new = 0 (no ID embedding). With no interactions e_new = 0, so the
+           vector is z = h^(L_II) (``late_fusion``: [0 ; h]).
+        The trained items' graph (as validated) is kept, and no trained item gains a new
+        neighbour, so no existing score moves. Configurations whose scores do not use the
+        features (``item_graph=false`` or ``ii_layers=0``) have no content path.
+        Shapes: features {m: [n_new, width_m]} -> [n_new, d] (2d with ``late_fusion``).
+        """
+        if not self.config.item_graph or self.config.ii_layers == 0:
+            raise NotImplementedError(
+                "this crane configuration has no content path (item_graph=false or "
+                "ii_layers=0: its scores never use the item features)"
+            )
+        new = {m: features[m].float() for m in self.modalities}
+        if self.config.feature_norm == "l2":
+            new = {m: F.normalize(x, dim=1) for m, x in new.items()}
+        fused = self.fused_item_features(new_items=new)  # [n_items + n_new, w']
+        trained = F.normalize(fused[: self.n_items], dim=1)
+        sim = F.normalize(fused[self.n_items :], dim=1) @ trained.T  # [n_new, n_items]
+        _, idx = topk_items(sim, self.config.knn_k)  # ties by the lower index
+        values = sim.gather(1, idx).clamp(min=0)  # [n_new, k]
+        values = values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        e = self.collaborative()
+        h = self.sem_item_emb if self.config.late_fusion else e[self.n_users :]  # h^(0)
+        for _ in range(self.config.ii_layers):
+            h_new = (values.unsqueeze(-1) * h[idx]).sum(dim=1)  # from the trained h^(l-1)
+            h = (self.graph_values.unsqueeze(-1) * h[self.graph_idx]).sum(dim=1)
+        if self.config.late_fusion:
+            return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
+        return h_new

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cranerec.data.dataset import Dataset
@@ -84,6 +85,7 @@ from cranerec.graph import (
     to_torch_sparse,
 )
 from cranerec.models.base import Batch, Recommender, bpr_loss, register, xavier_embedding
+from cranerec.utils.ranking import topk_items
 
 
 @dataclass
@@ -297,3 +299,43 @@ class FREEDOM(FrozenGraphRecommender):
             total = total + self.config.reg_weight * modal
             parts[f"bpr_{m}"] = modal.detach()
         return total, parts
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: each new item joins the frozen item graph S as a row of its own.
+
+        Per modality m its top-``knn_k`` cosine neighbours among the trained items and itself
+        (it competes for its own list as every trained item does; ties go to the lower index,
+        i.e. to the trained items), from the features as loaded, each kept neighbour weighted
+        w_m / knn_k as in S. No trained row changes (no trained item gains a new neighbour), so
+        no existing score moves. With no interactions and no ID embedding, the new item's
+        collaborative part and h^(0) are 0, and its vector is h^(n_mm_layers) with
+            h^(l)_new = sum_{j trained} S[new, j] h^(l-1)_j + S[new, new] h^(l-1)_new.
+        Shapes: features {m: [n_new, width_m]} -> [n_new, d]. Memory O(n_new x n_items).
+        """
+        n = self.n_items
+        n_new = next(iter(features.values())).shape[0]
+        k = self.config.knn_k
+        s_trained = torch.zeros(n_new, n)  # S[new, trained items]
+        s_self = torch.zeros(n_new)  # S[new, new]
+        weights = modality_weights(len(self.modalities), self.config.mm_image_weight)
+        for m, w in zip(self.modalities, weights, strict=True):
+            trained = F.normalize(torch.from_numpy(dataset.features[m]), dim=1)  # [n, F_m]
+            new = F.normalize(features[m].float(), dim=1)  # [n_new, F_m]
+            sim = torch.cat([new @ trained.T, (new * new).sum(1, keepdim=True)], dim=1)
+            _, top = topk_items(sim, min(k, n + 1))  # [n_new, k]; column n is the item itself
+            own = top == n
+            s_self += (w / k) * own.sum(dim=1)
+            s_trained.scatter_add_(
+                1, top.clamp(max=n - 1), torch.where(own, 0.0, w / k).to(s_trained.dtype)
+            )
+        h_trained = self.item_graph_input()  # h^(0) of the trained items [n, d]
+        h_new = h_trained.new_zeros(n_new, h_trained.shape[1])  # h^(0) of the new items: 0
+        for _ in range(self.config.n_mm_layers):
+            h_new = s_trained @ h_trained + s_self[:, None] * h_new  # from h^(l-1)
+            h_trained = sparse_mm(self.adj_item, h_trained, self.adj_item_t)
+        return h_new  # + the collaborative part, 0 for an item without interactions

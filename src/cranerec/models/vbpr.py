@@ -112,3 +112,16 @@ class VBPR(Recommender):
         rank = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         reg = self.config.reg_weight * frobenius_reg(u, i, j)
         return rank + reg, {"bpr": rank.detach(), "reg": reg.detach()}
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items (VBPR's own rule): ``[0 ; E f + b]``, the learned projection of the
+        item's features (concatenated in the dataset's modality order, as in training) with a
+        zero ID part, since the item has no trained gamma_i. Shapes: ``[n_new, 2d]``."""
+        f = torch.cat([features[m] for m in dataset.modalities], dim=1)  # [n_new, F]
+        visual = self.project(f.to(self.project.weight.dtype))  # [n_new, d]
+        return torch.cat([torch.zeros_like(visual), visual], dim=1)

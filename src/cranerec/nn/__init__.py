@@ -1,7 +1,15 @@
-"""Reusable layers: blocked attention kernels and CRANE's RCA, losses."""
+"""Reusable layers: blocked attention kernels, graph attention, CRANE's RCA, losses."""
 
-from cranerec.nn.attention import blocked_tanh_attention
+from cranerec.nn.attention import blocked_softmax_attention, blocked_tanh_attention, sdpa_attention
+from cranerec.nn.gat import GraphAttention
 from cranerec.nn.losses import info_nce
 from cranerec.nn.rca import RecursiveCrossModalAttention
 
-__all__ = ["RecursiveCrossModalAttention", "blocked_tanh_attention", "info_nce"]
+__all__ = [
+    "GraphAttention",
+    "RecursiveCrossModalAttention",
+    "blocked_softmax_attention",
+    "blocked_tanh_attention",
+    "info_nce",
+    "sdpa_attention",
+]

@@ -1,6 +1,7 @@
 """Run directories: one ``cranerec train`` = one directory holding ``config.yaml``,
 ``metrics.jsonl``, ``checkpoint.pt`` (resume state), ``model.pt`` (best weights + config),
-``embeddings.npz``, ``per_user.npz`` / ``per_user_valid.npz``, ``training_curve.png`` and
+``embeddings.npz``, ``seen.npz`` (each user's training items, CSR ``indptr`` / ``indices``: what
+serving excludes), ``per_user.npz`` / ``per_user_valid.npz``, ``training_curve.png`` and
 ``results.json``.
 
 Rerunning the same command on an interrupted directory resumes it; a finished one is reported,
@@ -28,7 +29,7 @@ from cranerec.eval.evaluator import Evaluator
 from cranerec.experiments.plots import plot_training_curve
 from cranerec.models import get_model_class
 from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
-from cranerec.train.trainer import Trainer, seed_everything
+from cranerec.train.trainer import EpochCallback, Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb
 from cranerec.utils.io import savez_atomic, torch_save_atomic, write_json_atomic, write_text_atomic
 
@@ -38,6 +39,7 @@ CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 EMBEDDINGS_FILE = "embeddings.npz"
 MODEL_FILE = "model.pt"
+SEEN_FILE = "seen.npz"
 SUMMARY_FILE = "summary.json"
 
 
@@ -102,9 +104,13 @@ def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
 
 
 def train_run(
-    config: RunConfig, run_dir: str | Path, dataset: Dataset | None = None
+    config: RunConfig,
+    run_dir: str | Path,
+    dataset: Dataset | None = None,
+    callbacks: list[EpochCallback] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume, or report) the run in ``run_dir``; returns the results dict."""
+    """Train (or resume, or report) the run in ``run_dir``; returns the results dict.
+    ``callbacks`` are called after every epoch trained (``trainer.EpochCallback``)."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
     results_path = run_dir / RESULTS_FILE
@@ -120,7 +126,7 @@ def train_run(
     # Written once data and model are known to load: a failed start does not claim the directory.
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = Trainer(model, dataset, config, evaluator, run_dir)
+    trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or ())
     state = trainer.fit()
 
     t0 = time.perf_counter()
@@ -142,6 +148,10 @@ def train_run(
         user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
         user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
         synthetic_data=np.array(dataset.synthetic),
+    )  # fmt: skip
+    savez_atomic(
+        run_dir / SEEN_FILE, indptr=dataset.train.indptr.astype(np.int64),
+        indices=dataset.train.indices.astype(np.int64), shape=np.array(dataset.train.shape, np.int64),
     )  # fmt: skip
     eval_times = state.eval_seconds or [final_eval_s / 2]
     results = {

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+
+#: Called after every epoch (once its checkpoint is written) with that epoch's ``metrics.jsonl``
+#: record: ``{"epoch", "loss", ..., "valid": {metric: value}, "epoch_seconds", ...}``. An exception
+#: raised by a callback (e.g. a search pruning the trial) ends training; the checkpoint stays.
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -65,7 +71,8 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Trains one model on one dataset; checkpoints into ``run_dir`` when given."""
+    """Trains one model on one dataset; checkpoints into ``run_dir`` when given; calls each of
+    ``callbacks`` after every epoch (see ``EpochCallback``)."""
 
     def __init__(
         self,
@@ -74,8 +81,10 @@ class Trainer:
         config: RunConfig,
         evaluator: Evaluator,
         run_dir: Path | None = None,
+        callbacks: Sequence[EpochCallback] = (),
     ) -> None:
         self.model = model
+        self.callbacks = list(callbacks)
         self.dataset = dataset
         self.config = config
         self.evaluator = evaluator
@@ -190,8 +199,10 @@ class Trainer:
                     f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}"
                 )
             self._update_state(epoch, valid[stop_key], t1 - t0, t2 - t1)
-            self._log_epoch(epoch, losses, valid, t1 - t0, t2 - t1)
+            record = self._log_epoch(epoch, losses, valid, t1 - t0, t2 - t1)
             self.save_checkpoint()
+            for callback in self.callbacks:
+                callback(record)
             bar.update(1)
             bar.set_postfix(
                 loss=f"{losses.get('loss', 0):.4f}", **{stop_key: f"{valid[stop_key]:.4f}"}
@@ -251,7 +262,7 @@ class Trainer:
         valid: dict[str, float],
         train_s: float,
         eval_s: float,
-    ) -> None:
+    ) -> dict[str, Any]:
         record = {
             "epoch": epoch + 1, **losses, "valid": valid, "epoch_seconds": train_s,
             "eval_seconds": eval_s, "best_epoch": self.state.best_epoch,
@@ -268,3 +279,4 @@ class Trainer:
         if self.run_dir is not None:
             with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+        return record

@@ -1,0 +1,434 @@
+"""Run a spec into a store: resumable, several local worker processes, crash-isolated.
+
+``run_experiment(spec, store, workers=N)`` registers the spec's runs in the store's index, then
+N workers (processes, or this process when N is 1) claim runs one at a time until none is left:
+each trains with ``cranerec.train.train_run`` into ``STORE/runs/<run id>`` and records the run
+done with a results summary, or failed with its error, and goes on to the next. A second call
+skips done runs and resumes interrupted ones from their checkpoints. Torch threads are divided
+between the workers so that workers x threads never exceeds the cores this process may use.
+Then the spec's search, if any, runs with the same workers (``cranerec.experiments.search``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cranerec.config import to_dict
+from cranerec.data.dataset import Dataset
+from cranerec.experiments.spec import ExperimentSpec, run_id, runs_of
+from cranerec.experiments.store import Store
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 30.0
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(workers: int, cores: int | None = None, max_threads: int = 0) -> tuple[int, int]:
+    """(workers, torch threads per worker) with workers x threads <= cores: at most one worker
+    per core, the cores shared evenly; ``max_threads`` (a run's ``train.threads``, 0 = no cap)
+    caps the threads."""
+    cores = max(1, cores or available_cores())
+    workers = max(1, min(workers, cores))
+    threads = max(1, cores // workers)
+    if max_threads:
+        threads = min(threads, max_threads)
+    return workers, threads
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def _data_key(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _data_signature(path: str) -> str:
+    """Sizes and modification times of the files under a data path (``synthetic``: itself)."""
+    p = Path(path)
+    if path == "synthetic" or not p.exists():
+        return path
+    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+    return json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+
+
+def dataset_info(data: Dataset) -> dict[str, Any]:
+    """Sizes recorded with every run (the efficiency plot's x axis)."""
+    return {
+        "name": data.name,
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "n_train": int(data.train.nnz),
+        "n_interactions": int(data.train.nnz + data.valid.nnz + data.test.nnz),
+        "modalities": {m: int(f.shape[1]) for m, f in data.features.items()},
+        "synthetic": bool(data.synthetic),
+    }
+
+
+class DataCache:
+    """Datasets loaded once per process, by data section."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Dataset] = {}
+
+    def get(self, config) -> Dataset:
+        from cranerec.data.loaders import load_dataset
+
+        key = _data_key(to_dict(config))
+        if key not in self._data:
+            self._data.clear()  # one dataset at a time: runs are ordered by dataset
+            self._data[key] = load_dataset(config)
+        return self._data[key]
+
+
+def _fingerprint(store: Store, config, cache: DataCache) -> tuple[str, dict[str, Any]]:
+    data = to_dict(config)
+    key, signature = _data_key(data), _data_signature(config.path)
+    hit = store.cached_fingerprint(key, signature)
+    if hit is not None:
+        return hit
+    dataset = cache.get(config)
+    info = dataset_info(dataset)
+    store.cache_fingerprint(key, signature, dataset.fingerprint, info)
+    return dataset.fingerprint, info
+
+
+# ---------------------------------------------------------------------------------- registering
+
+
+def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
+    """Resolve every run of ``spec``, compute its id and record the spec and its runs in the
+    store (new runs pending; known ones keep their status)."""
+    store.register_spec(spec.name, spec.source, spec.text, spec.smoke)
+    cache = DataCache()
+    rows = []
+    for run in runs_of(spec):
+        config = run.config
+        if config.data.path != "synthetic" and Path(config.data.path).exists():
+            config.data.path = str(Path(config.data.path).resolve())
+        fingerprint, info = _fingerprint(store, config.data, cache)
+        rows.append({
+            "run_id": run_id(config, fingerprint), "model": run.model, "dataset": run.dataset,
+            "setting": run.setting, "seed": run.seed, "fingerprint": fingerprint,
+            "config": config.to_dict(), "position": run.position, "data": info,
+        })  # fmt: skip
+    store.add_runs(spec.name, rows)
+    return rows
+
+
+# ---------------------------------------------------------------------------------- one run
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs``), so that a run's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def summarize_results(
+    results: dict[str, Any], data: dict[str, Any], peak_mb: float | None
+) -> dict[str, Any]:
+    """The part of results.json kept in the index (what status and reports read)."""
+    keys = ("valid", "test", "best_epoch", "epochs_run", "stop_reason", "epoch_seconds_mean",
+            "eval_seconds_mean", "torch_threads", "synthetic_data", "dataset")  # fmt: skip
+    out = {k: results.get(k) for k in keys}
+    out["peak_rss_mb"] = peak_mb if peak_mb is not None else results.get("peak_rss_mb")
+    out["data"] = data
+    out["pid"] = os.getpid()  # the process that trained it (isolated runs: a fresh one)
+    return out
+
+
+def execute(store: Store, run_id_: str, threads: int, cache: DataCache | None = None) -> str:
+    """Train one claimed run; record it done or failed. Returns the final status."""
+    from cranerec.train.config import resolve_config
+    from cranerec.train.run import train_run
+
+    row = store.get(run_id_)
+    run_dir = store.run_dir(run_id_)
+    try:
+        config = resolve_config(row.config)
+        config.train.threads = threads
+        config.train.progress = False
+        dataset = (cache or DataCache()).get(config.data)
+        if dataset.fingerprint != row.fingerprint:
+            raise RuntimeError(
+                f"the data at {config.data.path} has changed since the run was registered "
+                f"(fingerprint {dataset.fingerprint}, registered {row.fingerprint})"
+            )
+        last = [time.monotonic()]
+
+        def heartbeat(record: dict[str, Any]) -> None:
+            if time.monotonic() - last[0] > HEARTBEAT_EVERY_S:
+                store.heartbeat(run_id_)
+                last[0] = time.monotonic()
+
+        measured = _reset_peak_rss()
+        results = train_run(config, run_dir, dataset, callbacks=[heartbeat])
+        peak = _peak_rss_mb() if measured else None
+        store.finish(run_id_, summarize_results(results, dataset_info(dataset), peak))
+        return "done"
+    except (KeyboardInterrupt, SystemExit):
+        store.release(run_id_)
+        raise
+    except Exception as e:
+        text = traceback.format_exc()
+        log.error("run %s failed: %s", run_id_, e)
+        if run_dir.exists():
+            (run_dir / "error.txt").write_text(text, encoding="utf-8")
+        store.fail(run_id_, f"{type(e).__name__}: {e}\n\n{text[-4000:]}")
+        return "failed"
+
+
+def _execute_isolated(store_root: str, run_id_: str, threads: int) -> None:
+    """Process target of an isolated run (a fresh process: its peak memory is its own)."""
+    _configure_child(threads)
+    execute(Store(store_root), run_id_, threads)
+
+
+def _configure_child(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stop releases the claimed run
+
+
+# ---------------------------------------------------------------------------------- workers
+
+
+def work(store: Store, spec_name: str, threads: int, isolate: bool = False, on_run=None) -> int:
+    """Claim and train runs of ``spec_name`` until none is left; returns how many were taken."""
+    cache = DataCache()
+    n = 0
+    while True:
+        row = store.claim(spec_name)
+        if row is None:
+            return n
+        n += 1
+        log.info(
+            "run %s: %s / %s on %s, seed %s",
+            row.run_id,
+            row.model,
+            row.config["model"]["name"],
+            row.dataset,
+            row.seed,
+        )
+        if isolate:
+            proc = mp.get_context("spawn").Process(
+                target=_execute_isolated, args=(str(store.root), row.run_id, threads)
+            )
+            proc.start()
+            try:
+                proc.join()
+            except BaseException:
+                proc.terminate()
+                proc.join()
+                raise
+            if store.get(row.run_id).status == "running":  # died without recording
+                store.fail(
+                    row.run_id,
+                    f"its process exited with code {proc.exitcode} (killed, or out of memory?)",
+                )
+        else:
+            execute(store, row.run_id, threads, cache)
+        if on_run is not None:
+            on_run()
+
+
+def _worker_main(store_root: str, spec_name: str, threads: int, isolate: bool) -> None:
+    _configure_child(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    work(Store(store_root), spec_name, threads, isolate)
+
+
+def start_workers(target, args_of, n: int, threads: int) -> list[mp.Process]:
+    """Start ``n`` spawned processes ``target(*args_of(i))`` with BLAS/OpenMP pools of
+    ``threads`` threads each."""
+    ctx = mp.get_context("spawn")
+    saved = {
+        k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
+    os.environ.update(dict.fromkeys(saved, str(threads)))
+    try:
+        procs = [ctx.Process(target=target, args=args_of(i), daemon=False) for i in range(n)]
+        for p in procs:
+            p.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return procs
+
+
+def wait_for(procs: list[mp.Process], poll=None, every_s: float = 1.0) -> None:
+    """Join ``procs``, calling ``poll()`` meanwhile; on an interrupt, stop them (SIGTERM: each
+    gives its run back) and re-raise."""
+    try:
+        while any(p.is_alive() for p in procs):
+            if poll is not None:
+                poll()
+            for p in procs:
+                p.join(timeout=every_s / max(len(procs), 1))
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    if poll is not None:
+        poll()
+    for p in procs:
+        if p.exitcode:
+            log.warning(
+                "worker %s exited with code %s (its run, if any, resumes next time)",
+                p.pid,
+                p.exitcode,
+            )
+
+
+@dataclass
+class Progress:
+    """A tqdm bar of done (+ failed) runs out of the spec's total, redrawn from the index."""
+
+    store: Store
+    spec: str
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        counts = self.store.counts(self.spec)
+        self.total = sum(counts.values())
+        self.bar = tqdm(
+            total=self.total, desc=self.spec, unit="run", disable=None if self.enabled else True
+        )
+        self.update()
+
+    def update(self) -> None:
+        counts = self.store.counts(self.spec)
+        self.bar.n = counts["done"] + counts["failed"]
+        self.bar.set_postfix_str(
+            f"done {counts['done']}, running {counts['running']}, failed {counts['failed']}",
+            refresh=False,
+        )
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    store: Store,
+    workers: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+    storage: str | None = None,
+) -> dict[str, int]:
+    """Register and run every run of ``spec`` (then its search); returns the final counts."""
+    rows = register(spec, store)
+    if retry_failed:
+        store.retry_failed(spec.name)
+    caps = [r["config"]["train"]["threads"] for r in rows]
+    max_threads = 0 if not caps or 0 in caps else max(caps)
+    n_workers, threads = plan_workers(workers, max_threads=max_threads)
+    if n_workers < workers:
+        log.warning(
+            "%d workers asked for, %d cores: running %d", workers, available_cores(), n_workers
+        )
+    bar = Progress(store, spec.name, progress)
+    try:
+        if n_workers == 1:
+            work(store, spec.name, threads, spec.isolate, on_run=bar.update)
+        else:
+            procs = start_workers(
+                _worker_main,
+                lambda i: (str(store.root), spec.name, threads, spec.isolate),
+                n_workers,
+                threads,
+            )
+            wait_for(procs, bar.update)
+    finally:
+        bar.close()
+    if spec.search is not None:
+        from cranerec.experiments.search import run_search
+
+        run_search(spec, store, workers=workers, storage=storage)
+    return store.counts(spec.name)
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+def status_text(
+    spec: ExperimentSpec, store: Store, storage: str | None = None, width: int = 40
+) -> str:
+    """Counts, a progress bar and one line per run that is not done (its error when failed)."""
+    from tqdm import tqdm
+
+    register(spec, store)
+    counts = store.counts(spec.name)
+    total = sum(counts.values())
+    done = counts["done"]
+    lines = [f"{spec.name}: {total} runs ({spec.source})"] if total else [f"{spec.name}: no runs"]
+    if total:
+        lines.append(
+            tqdm.format_meter(
+                done,
+                total,
+                0,
+                ncols=width + 30,
+                bar_format="{percentage:3.0f}% |{bar}| {n_fmt}/{total_fmt} done",
+            )
+        )
+        lines.append("  ".join(f"{k} {v}" for k, v in counts.items()))
+    for row in store.runs(spec.name):
+        state = row.state
+        if state == "done":
+            continue
+        line = f"  {state:<11} {row.run_id}  {row.model} / {row.setting} on {row.dataset}, seed {row.seed}"
+        if state in ("running", "interrupted"):
+            line += f"  ({row.owner}, attempt {row.attempts})"
+        if state == "failed" and row.error:
+            line += f"\n{'':14}{row.error.splitlines()[0]}"
+        lines.append(line)
+    if spec.search is not None:
+        from cranerec.experiments.search import search_status
+
+        lines.append(search_status(spec, store, storage, width))
+    return "\n".join(lines)

@@ -1,0 +1,15 @@
+"""Serving a trained run: recommendations from Python (``Recommender``), vector search
+(``VectorIndex``) and the HTTP service (``cranerec.serve.app``, needs the ``serve`` extra)."""
+
+from cranerec.serve.index import INDEX_KINDS, VectorIndex, recall_at_k
+from cranerec.serve.recommender import RankedItems, Recommender, ServeError, UnknownIdError
+
+__all__ = [
+    "INDEX_KINDS",
+    "RankedItems",
+    "Recommender",
+    "ServeError",
+    "UnknownIdError",
+    "VectorIndex",
+    "recall_at_k",
+]

@@ -1,0 +1,34 @@
+"""`cranerec experiment` and `cranerec report` from the command line."""
+
+import yaml
+from conftest import tiny_spec
+
+from cranerec.cli import main
+
+
+def test_experiment_status_then_run_then_report(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(models=["bpr"], seeds=[1], reference={})))
+    store = tmp_path / "store"
+    assert main(["experiment", str(spec), "--store", str(store), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 1 runs" in out and "0/1 done" in out and "pending" in out
+    assert main(["experiment", str(spec), "--store", str(store)]) == 0
+    assert "done 1" in capsys.readouterr().out
+    assert main(["experiment", str(spec), "--store", str(store), "--status"]) == 0
+    assert "1/1 done" in capsys.readouterr().out
+    assert main(["report", str(store)]) == 0
+    assert (store / "report.md").exists() and "## tiny" in (store / "report.md").read_text()
+
+
+def test_a_bad_spec_is_an_error_naming_the_key(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(seedz=[1])))
+    assert main(["experiment", str(spec), "--store", str(tmp_path / "s")]) == 2
+    assert "seedz" in capsys.readouterr().err
+
+
+def test_unknown_builtin_suite_lists_the_suites(tmp_path, capsys):
+    assert main(["experiment", "mian", "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "mian" in err and "main" in err and "ablation" in err

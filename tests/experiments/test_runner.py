@@ -1,0 +1,135 @@
+"""The runner: every run of a spec trained once into the store; a crashed run recorded failed
+while the others go on; a second call skips done runs and resumes interrupted ones from their
+checkpoints; local workers share the cores."""
+
+import json
+import os
+import socket
+
+import pytest
+from conftest import tiny_spec
+
+from cranerec.experiments.runner import plan_workers, register, run_experiment, status_text
+from cranerec.experiments.spec import parse_spec
+from cranerec.experiments.store import Store
+from cranerec.train.config import resolve_config
+from cranerec.train.run import train_run
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 8, 16])
+@pytest.mark.parametrize("asked", [1, 2, 3, 5, 32])
+def test_workers_times_threads_never_exceeds_the_cores(cores, asked):
+    workers, threads = plan_workers(asked, cores)
+    assert 1 <= workers <= asked and threads >= 1
+    assert workers * threads <= cores
+    assert workers == min(asked, cores)
+    assert plan_workers(asked, cores, max_threads=1)[1] == 1
+
+
+def test_a_crashed_run_is_recorded_failed_and_the_others_go_on(tmp_path):
+    # fusion=audio resolves (the name is checked when the model is built) but the data has none
+    spec = parse_spec(tiny_spec(
+        models=[{"name": "crane", "overrides": {"model": {"knn_k": 5}}}], seeds=[1], reference={},
+        settings=[{"name": "ok"}, {"name": "broken", "overrides": {"model": {"fusion": "audio"}}}],
+    ))  # fmt: skip
+    store = Store(tmp_path)
+    counts = run_experiment(spec, store, progress=False)
+    assert counts["done"] == 1 and counts["failed"] == 1
+    broken = next(r for r in store.runs(spec.name) if r.setting == "broken")
+    assert "audio" in broken.error and "ValueError" in broken.error
+    text = status_text(spec, store)
+    assert "failed 1" in text and "broken" in text and "audio" in text
+    # a second call leaves both alone; --retry-failed tries the failed one again
+    assert run_experiment(spec, store, progress=False)["failed"] == 1
+    assert store.get(broken.run_id).attempts == 1
+    run_experiment(spec, store, retry_failed=True, progress=False)
+    assert store.get(broken.run_id).attempts == 1 and store.get(broken.run_id).status == "failed"
+
+
+def test_second_call_skips_done_runs(tmp_path):
+    spec = parse_spec(tiny_spec())
+    store = Store(tmp_path)
+    assert run_experiment(spec, store, progress=False)["done"] == 4
+    stamps = {
+        r.run_id: (store.run_dir(r.run_id) / "results.json").stat().st_mtime_ns
+        for r in store.runs(spec.name)
+    }
+    assert run_experiment(spec, store, progress=False)["done"] == 4
+    again = {
+        r.run_id: (store.run_dir(r.run_id) / "results.json").stat().st_mtime_ns
+        for r in store.runs(spec.name)
+    }
+    assert again == stamps
+    row = store.runs(spec.name)[0]
+    summary = json.loads((store.run_dir(row.run_id) / "results.json").read_text())
+    assert row.results["test"] == summary["test"] and row.results["data"]["n_users"] == 120
+    assert row.results["peak_rss_mb"] > 0
+
+
+class _StopError(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    raw = tiny_spec(
+        models=["lightgcn"],
+        seeds=[1],
+        reference={},
+        base={"train": {"epochs": 4, "patience": 4, "threads": 1, "batch_size": 256}},
+    )
+    spec = parse_spec(raw)
+    clean = Store(tmp_path / "clean")
+    run_experiment(spec, clean, progress=False)
+    expected = clean.runs(spec.name)[0].results
+
+    store = Store(tmp_path / "cut")
+    (row,) = register(spec, store)
+    dead = f"{socket.gethostname()}:999999999"
+    assert store.claim(spec.name, owner=dead).run_id == row["run_id"]  # a worker took it ...
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise _StopError  # ... and died after its second epoch's checkpoint
+
+    with pytest.raises(_StopError):
+        train_run(
+            resolve_config(row["config"]), store.run_dir(row["run_id"]), callbacks=[stop_after_two]
+        )
+    assert store.counts(spec.name)["interrupted"] == 1
+    epochs_seen = []
+    import cranerec.train.trainer as trainer
+
+    original = trainer.Trainer.load_checkpoint
+
+    def spy(self, path):
+        original(self, path)
+        epochs_seen.append(self.state.epoch)
+
+    trainer.Trainer.load_checkpoint = spy
+    try:
+        assert run_experiment(spec, store, progress=False)["done"] == 1
+    finally:
+        trainer.Trainer.load_checkpoint = original
+    assert epochs_seen == [2]  # resumed after epoch 2, not retrained
+    done = store.get(row["run_id"])
+    assert done.attempts == 2 and done.results["test"] == expected["test"]
+    lines = (store.run_dir(row["run_id"]) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+
+
+def test_two_local_workers_run_every_run_once(tmp_path):
+    spec = parse_spec(tiny_spec(models=["bpr", "pop"], reference={}))
+    store = Store(tmp_path)
+    counts = run_experiment(spec, store, workers=2, progress=False)
+    assert counts["done"] == 4
+    rows = store.runs(spec.name)
+    assert all(r.attempts == 1 for r in rows)
+    assert all(r.results["torch_threads"] == 1 for r in rows)  # train.threads=1 caps the share
+
+
+def test_isolated_runs_measure_their_own_peak_memory(tmp_path):
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1], reference={}, isolate=True))
+    store = Store(tmp_path)
+    assert run_experiment(spec, store, progress=False)["done"] == 1
+    row = store.runs(spec.name)[0]
+    assert row.results["peak_rss_mb"] > 50 and row.results["pid"] != os.getpid()
