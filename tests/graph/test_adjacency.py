@@ -124,3 +124,15 @@ def test_propagate_is_the_mean_of_layers_including_layer_zero():
     t = to_torch_sparse(norm).double()
     expected = (e + dense @ e + dense @ dense @ e) / 3
     torch.testing.assert_close(propagate(t, e, 2, adj_t=t), expected)
+
+
+def test_kept_edges_adjacency_normalises_on_the_kept_edges_only():
+    from cranerec.graph import kept_edges_adjacency
+
+    train = sp.random(6, 5, density=0.5, format="coo", random_state=0)
+    users, items = train.row.astype(np.int64), train.col.astype(np.int64)
+    keep = np.arange(len(users)) % 3 != 0
+    got = kept_edges_adjacency(users, items, keep, 6, 5).to_dense().numpy()
+    kept = sp.csr_matrix((np.ones(keep.sum()), (users[keep], items[keep])), shape=(6, 5))
+    want = normalize_adjacency(bipartite_adjacency(kept), "sym").toarray()
+    np.testing.assert_allclose(got, want, rtol=1e-6)

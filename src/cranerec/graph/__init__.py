@@ -3,6 +3,7 @@ edge dropping, and conversion to torch sparse tensors."""
 
 from cranerec.graph.adjacency import (
     bipartite_adjacency,
+    kept_edges_adjacency,
     normalize_adjacency,
     to_torch_sparse,
 )
@@ -14,6 +15,6 @@ from cranerec.graph.softmax import edge_softmax
 __all__ = [
     "DROPEDGE_MODES", "drop_edges", "edge_keep_probability",
     "edge_softmax",
-    "bipartite_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
+    "bipartite_adjacency", "kept_edges_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
     "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
 ]  # fmt: skip

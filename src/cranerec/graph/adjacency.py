@@ -72,3 +72,16 @@ def to_torch_sparse(
     return torch.sparse_coo_tensor(
         indices, values, coo.shape, device=device, check_invariants=False
     ).coalesce()
+
+
+def kept_edges_adjacency(
+    users: np.ndarray, items: np.ndarray, keep: np.ndarray, n_users: int, n_items: int
+) -> torch.Tensor:
+    """The symmetric-normalised bipartite adjacency (a sparse tensor, users first) of the
+    edges ``(users[e], items[e])`` with ``keep[e]`` true, degrees counted on the kept edges:
+    the training graph after edge dropping (pass all-true for the full graph)."""
+    r = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (users[keep], items[keep])),
+        shape=(n_users, n_items),
+    )
+    return to_torch_sparse(normalize_adjacency(bipartite_adjacency(r), "sym"))

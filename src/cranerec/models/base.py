@@ -167,6 +167,29 @@ def frobenius_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     return sum(torch.linalg.matrix_norm(e) for e in embeddings) / embeddings[-1].shape[0]
 
 
+def attach_item_features(
+    module: nn.Module, features: dict[str, np.ndarray], modalities: list[str], trainable: bool
+) -> None:
+    """Float32 copies of the item features on ``module``, one table [n_items, width] per
+    modality: parameters in ``module.features`` (fine-tuned, as the MMRec references do; the
+    dataset is never written) or, when not ``trainable``, buffers ``feat_<modality>`` (and
+    ``module.features`` is None). Read them back with ``item_features``."""
+    tables = {m: torch.tensor(features[m], dtype=torch.float32) for m in modalities}
+    module.features = (
+        nn.ParameterDict({m: nn.Parameter(x) for m, x in tables.items()}) if trainable else None
+    )
+    if not trainable:
+        for m, x in tables.items():
+            module.register_buffer(f"feat_{m}", x, persistent=False)
+
+
+def item_features(module: nn.Module, modality: str) -> torch.Tensor:
+    """The table ``attach_item_features`` put on ``module`` for ``modality``."""
+    if module.features is not None:
+        return module.features[modality]
+    return getattr(module, f"feat_{modality}")
+
+
 def xavier_embedding(n: int, dim: int) -> nn.Parameter:
     """An [n, dim] embedding table with Xavier-uniform initialisation."""
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(n, dim)))

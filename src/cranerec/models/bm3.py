@@ -54,7 +54,15 @@ from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
-from cranerec.models.base import Batch, Recommender, frobenius_reg, register, xavier_embedding
+from cranerec.models.base import (
+    Batch,
+    Recommender,
+    attach_item_features,
+    frobenius_reg,
+    item_features,
+    register,
+    xavier_embedding,
+)
 
 
 @dataclass
@@ -110,13 +118,7 @@ class BM3(Recommender):
         self.predictor = nn.Linear(d, d)  # f_p
         nn.init.xavier_normal_(self.predictor.weight)
         self.modalities = dataset.modalities
-        self.features = nn.ParameterDict() if config.tune_features else None
-        for m in self.modalities:
-            x = torch.from_numpy(dataset.features[m])
-            if self.features is not None:
-                self.features[m] = nn.Parameter(x.clone())
-            else:
-                self.register_buffer(f"feat_{m}", x, persistent=False)
+        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
         self.project = nn.ModuleDict(
             {m: nn.Linear(dataset.features[m].shape[1], d) for m in self.modalities}
         )  # f_m
@@ -125,9 +127,7 @@ class BM3(Recommender):
 
     def feature_table(self, modality: str) -> torch.Tensor:
         """The item feature table [n_items, width] of ``modality`` (trained or fixed)."""
-        if self.features is not None:
-            return self.features[modality]
-        return getattr(self, f"feat_{modality}")
+        return item_features(self, modality)
 
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(h_u [n_users, d], h_i [n_items, d]): the graph's outputs before the predictor."""

@@ -46,7 +46,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,10 +53,9 @@ from torch import nn
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     DROPEDGE_MODES,
-    bipartite_adjacency,
     drop_edges,
+    kept_edges_adjacency,
     knn_graph,
-    normalize_adjacency,
     sparse_mm,
     to_torch_sparse,
 )
@@ -184,7 +182,15 @@ class CRANE(Recommender):
         train = dataset.train.tocoo()
         self._edge_users, self._edge_items = train.row.astype(np.int64), train.col.astype(np.int64)
         self.register_buffer(
-            "adj_full", self._adjacency(np.ones(train.nnz, dtype=bool)), persistent=False
+            "adj_full",
+            kept_edges_adjacency(
+                self._edge_users,
+                self._edge_items,
+                np.ones(train.nnz, dtype=bool),
+                self.n_users,
+                self.n_items,
+            ),
+            persistent=False,
         )
         self.register_buffer("adj_train", self.adj_full, persistent=False)  # resampled per epoch
         interactions = to_torch_sparse(dataset.train)  # R [n_users, n_items], binary
@@ -235,23 +241,15 @@ class CRANE(Recommender):
 
     # ---------------------------------------------------------------- graphs
 
-    def _adjacency(self, keep: np.ndarray) -> torch.Tensor:
-        r = sp.csr_matrix(
-            (
-                np.ones(int(keep.sum()), np.float32),
-                (self._edge_users[keep], self._edge_items[keep]),
-            ),
-            shape=(self.n_users, self.n_items),
-        )
-        return to_torch_sparse(normalize_adjacency(bipartite_adjacency(r), "sym"))
-
     def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:
         """Resample the edge-dropped user-item graph (Eq. 2); schedule the item-graph rebuild."""
         keep = drop_edges(
             self._edge_users, self._edge_items, self.n_users, self.n_items,
             self.config.dropedge, rng, self.config.dropedge_keep,
         )  # fmt: skip
-        self.adj_train = self._adjacency(keep).to(self.adj_full.device)
+        self.adj_train = kept_edges_adjacency(
+            self._edge_users, self._edge_items, keep, self.n_users, self.n_items
+        ).to(self.adj_full.device)
         self._rebuild = True
 
     def _profiles(self, x_items: torch.Tensor, modality: str | None = None) -> torch.Tensor:

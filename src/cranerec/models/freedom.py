@@ -69,22 +69,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
-    bipartite_adjacency,
     drop_edges,
+    kept_edges_adjacency,
     mixed_knn_adjacency,
-    normalize_adjacency,
     propagate,
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import Batch, Recommender, bpr_loss, register, xavier_embedding
+from cranerec.models.base import (
+    Batch,
+    Recommender,
+    attach_item_features,
+    bpr_loss,
+    item_features,
+    register,
+    xavier_embedding,
+)
 from cranerec.utils.ranking import topk_items
 
 
@@ -173,14 +179,12 @@ class FrozenGraphRecommender(Recommender):
         # The image modality first (it gets mm_image_weight, as the reference's v_feat does);
         # without one, the dataset's order.
         self.modalities = sorted(dataset.features, key=lambda m: m != config.image_modality)
-        feats = {m: torch.tensor(dataset.features[m], dtype=torch.float32) for m in self.modalities}
-        if config.tune_features:
-            self.features = nn.ParameterDict({m: nn.Parameter(x) for m, x in feats.items()})
-        else:
-            for m, x in feats.items():
-                self.register_buffer(f"feat_{m}", x, persistent=False)
+        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
         self.project = nn.ModuleDict(
-            {m: nn.Linear(feats[m].shape[1], d, bias=self.projection_bias) for m in self.modalities}
+            {
+                m: nn.Linear(dataset.features[m].shape[1], d, bias=self.projection_bias)
+                for m in self.modalities
+            }
         )
 
         # The frozen item graph S [n_items, n_items] from the features as loaded.
@@ -198,21 +202,19 @@ class FrozenGraphRecommender(Recommender):
         self._edge_users = train.row.astype(np.int64)
         self._edge_items = train.col.astype(np.int64)
         self.register_buffer(
-            "adj_full", self._ui_adjacency(np.ones(train.nnz, dtype=bool)), persistent=False
+            "adj_full",
+            kept_edges_adjacency(
+                self._edge_users,
+                self._edge_items,
+                np.ones(train.nnz, dtype=bool),
+                self.n_users,
+                self.n_items,
+            ),
+            persistent=False,
         )
         self.register_buffer("adj_train", self.adj_full, persistent=False)
 
     # ---------------------------------------------------------------- graphs
-
-    def _ui_adjacency(self, keep: np.ndarray) -> torch.Tensor:
-        r = sp.csr_matrix(
-            (
-                np.ones(int(keep.sum()), np.float32),
-                (self._edge_users[keep], self._edge_items[keep]),
-            ),
-            shape=(self.n_users, self.n_items),
-        )
-        return to_torch_sparse(normalize_adjacency(bipartite_adjacency(r), "sym"))
 
     def pruned_edges(self, rng: np.random.Generator) -> np.ndarray:
         """Boolean mask of the training edges kept this epoch: floor((1 - dropout) |E|) of them,
@@ -233,15 +235,15 @@ class FrozenGraphRecommender(Recommender):
         if self.config.dropout <= 0.0:
             self.adj_train = self.adj_full
             return
-        self.adj_train = self._ui_adjacency(self.pruned_edges(rng)).to(self.adj_full.device)
+        self.adj_train = kept_edges_adjacency(
+            self._edge_users, self._edge_items, self.pruned_edges(rng), self.n_users, self.n_items
+        ).to(self.adj_full.device)
 
     # ---------------------------------------------------------------- forward
 
     def feature(self, modality: str) -> torch.Tensor:
         """The raw (or fine-tuned) features x^m of every item: [n_items, width_m]."""
-        if self.config.tune_features:
-            return self.features[modality]
-        return getattr(self, f"feat_{modality}")
+        return item_features(self, modality)
 
     def projected(self, modality: str, idx: torch.Tensor | None = None) -> torch.Tensor:
         """P^m = W_m x^m + b_m for the items ``idx`` (all items when None): [len(idx), d]."""

@@ -99,7 +99,16 @@ from cranerec.graph import (
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.models.base import (
+    Batch,
+    Recommender,
+    attach_item_features,
+    bpr_loss,
+    item_features,
+    l2_batch,
+    register,
+    xavier_embedding,
+)
 from cranerec.models.freedom import MMREC_TRAIN
 
 
@@ -174,14 +183,12 @@ class LATTICE(Recommender):
         # Raw features (copied: fine-tuning must not write into the dataset) and their
         # projections (the reference's image_trs / text_trs), image first.
         self.modalities = sorted(dataset.features, key=lambda m: m != config.image_modality)
-        feats = {m: torch.tensor(dataset.features[m], dtype=torch.float32) for m in self.modalities}
-        if config.tune_features:
-            self.features = nn.ParameterDict({m: nn.Parameter(x) for m, x in feats.items()})
-        else:
-            for m, x in feats.items():
-                self.register_buffer(f"feat_{m}", x, persistent=False)
+        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
         self.project = nn.ModuleDict(
-            {m: nn.Linear(feats[m].shape[1], config.projection_dim) for m in self.modalities}
+            {
+                m: nn.Linear(dataset.features[m].shape[1], config.projection_dim)
+                for m in self.modalities
+            }
         )
         k_mod = len(self.modalities)
         self.modal_weight = nn.Parameter(torch.full((k_mod,), 0.5)) if k_mod > 1 else None
@@ -189,7 +196,9 @@ class LATTICE(Recommender):
         # The initial graphs O^m = N(A(x^m)), one per modality, from the features as loaded.
         for m in self.modalities:
             self.register_buffer(
-                f"adj_init_{m}", knn_laplacian([feats[m]], config.knn_k), persistent=False
+                f"adj_init_{m}",
+                knn_laplacian([dataset.features[m]], config.knn_k),
+                persistent=False,
             )
 
         # The user-item graph D^{-1} (A + I) and its transpose (it is not symmetric).
@@ -207,9 +216,7 @@ class LATTICE(Recommender):
 
     def feature(self, modality: str) -> torch.Tensor:
         """The raw (or fine-tuned) features x^m of every item: [n_items, width_m]."""
-        if self.config.tune_features:
-            return self.features[modality]
-        return getattr(self, f"feat_{modality}")
+        return item_features(self, modality)
 
     def modality_weights(self) -> torch.Tensor:
         """w = softmax(modal_weight): [K] (a constant 1 for one modality)."""
