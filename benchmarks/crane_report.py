@@ -1,10 +1,12 @@
 """CRANE on TikTok: the seed table against LightGCN and the ablation table, from run directories.
 
     .venv/bin/python benchmarks/crane_report.py --crane RUNS/crane-tiktok \\
-        --lightgcn RUNS/parity/tiktok-lightgcn --ablations RUNS/ablations
+        --lightgcn RUNS/parity/tiktok-lightgcn --ablations runs/experiments
 
 ``--crane`` and ``--lightgcn`` are ``--seeds`` run directories (``seed-N/`` inside);
-``--ablations`` holds one run directory per variant (each a one-seed run, ``seed-1/`` or plain).
+``--ablations`` is a result store holding the ``ablation`` suite's runs (``cranerec experiment
+ablation --store DIR``), or a folder with one run directory per variant (``seed-1/`` or plain,
+its settings in ``settings.txt``).
 Prints (1) test Recall@10/20 and NDCG@10/20, mean ± std over seeds, mean seconds per training
 epoch, peak RSS, and a paired test over users of CRANE against LightGCN (per-user Recall@20
 averaged over seeds; paired t-test and Wilcoxon signed-rank, scipy); (2) each ablation's test
@@ -103,22 +105,36 @@ def main() -> None:
         "\n| variant | settings | test R@20 | test N@20 | change in R@20 | p (t-test over users) | best epoch |"
     )
     print("|---|---|---|---|---|---|---|")
-    for variant in sorted(args.ablations.iterdir()):
-        runs = seed_runs(variant)
-        for seed, run in runs.items():
-            if seed not in crane:
-                continue
-            res = json.loads((run / "results.json").read_text())
-            full = json.loads((crane[seed] / "results.json").read_text())
-            t, _ = paired(per_user(run), per_user(crane[seed]))
-            change = res["test"]["recall@20"] / full["test"]["recall@20"] - 1
-            settings = (
-                (variant / "settings.txt").read_text().strip()
-                if (variant / "settings.txt").exists()
-                else ""
-            )
-            print(f"| {variant.name} | {settings} | {res['test']['recall@20']:.4f} | {res['test']['ndcg@20']:.4f} | "
-                  f"{change:+.1%} | {t:.2g} | {res['best_epoch']} |")  # fmt: skip
+    for name, settings, seed, run in ablation_runs(args.ablations):
+        if seed not in crane:
+            continue
+        res = json.loads((run / "results.json").read_text())
+        full = json.loads((crane[seed] / "results.json").read_text())
+        t, _ = paired(per_user(run), per_user(crane[seed]))
+        change = res["test"]["recall@20"] / full["test"]["recall@20"] - 1
+        print(f"| {name} | {settings} | {res['test']['recall@20']:.4f} | {res['test']['ndcg@20']:.4f} | "
+              f"{change:+.1%} | {t:.2g} | {res['best_epoch']} |")  # fmt: skip
+
+
+def ablation_runs(where: Path) -> list[tuple[str, str, int, Path]]:
+    """(variant, its settings, seed, finished run dir) from a result store or a folder."""
+    out = []
+    if (where / "index.sqlite3").exists():
+        from cranerec.experiments.spec import load_spec
+        from cranerec.experiments.store import Store
+
+        store = Store(where)
+        changes = {s.name: s.overrides for s in load_spec("ablation").settings}
+        for row in store.runs("ablation"):
+            if row.setting != "full" and row.status == "done":
+                settings = json.dumps(changes.get(row.setting, {}), separators=(",", ":"))
+                out.append((row.setting, settings, row.seed, store.run_dir(row.run_id)))
+        return out
+    for variant in sorted(where.iterdir()):
+        text = variant / "settings.txt"
+        settings = text.read_text().strip() if text.exists() else ""
+        out += [(variant.name, settings, s, r) for s, r in seed_runs(variant).items()]
+    return out
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ cranerec data convert SRC DST --to mmrec|matrices
 cranerec models
 cranerec recommend RUN_DIR [--users all|FILE] [--k 20] --out recs.parquet|recs.csv
 cranerec serve RUN_DIR [--host 127.0.0.1] [--port 8000]
-cranerec experiment SPEC.yaml|SUITE [--smoke] [--store DIR] [--workers N] [--status]
+cranerec experiment SPEC.yaml|SUITE [--smoke] [--store DIR] [--workers N] [--status] [--adopt RUN_DIR...]
                     [--retry-failed] [--storage URL]
 cranerec report RESULTS [--out FILE.md] [--storage URL]
 """
@@ -276,6 +276,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, smoke=args.smoke)
     store = Store(args.store or ("runs/experiments-smoke" if args.smoke else "runs/experiments"))
+    if args.adopt:
+        from cranerec.experiments.runner import adopt
+
+        for line in adopt(spec, store, args.adopt):
+            _out(line)
     if args.status:
         _out(status_text(spec, store, args.storage))
         return 0
@@ -329,6 +334,11 @@ def _add_experiment_parsers(sub) -> None:
         "--status", action="store_true", help="show done/running/failed/pending and exit"
     )
     x.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    x.add_argument(
+        "--adopt", nargs="+", default=[], metavar="RUN_DIR",
+        help="first take these run directories (from `cranerec train --out`) into the store "
+        "where their config and data match a run of the spec, so it is not trained again",
+    )  # fmt: skip
     x.add_argument("--storage", help="Optuna storage URL of the search (e.g. postgresql://...)")
     x.set_defaults(func=_cmd_experiment)
 

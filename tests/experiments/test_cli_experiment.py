@@ -32,3 +32,21 @@ def test_unknown_builtin_suite_lists_the_suites(tmp_path, capsys):
     assert main(["experiment", "mian", "--store", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "mian" in err and "main" in err and "ablation" in err
+
+
+def test_adopt_takes_a_cranerec_train_run_into_the_store(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    raw = tiny_spec(models=["bpr"], seeds=[1], reference={})
+    spec.write_text(yaml.safe_dump(raw))
+    data = raw["datasets"]["synthetic"]
+    sets = [f"data.{k}={v}" for k, v in data.items() if k != "path"]
+    sets += [f"train.{k}={v}" for k, v in raw["base"]["train"].items()]
+    run = tmp_path / "outside"
+    assert main(["train", "--data", "synthetic", "--model", "bpr", "--out", str(run),
+                 "--seeds", "1", "--set", *sets]) == 0  # fmt: skip
+    capsys.readouterr()
+    store = tmp_path / "store"
+    args = ["experiment", str(spec), "--store", str(store), "--adopt", str(run / "seed-1")]
+    assert main([*args, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "adopted as run" in out and "1/1 done" in out

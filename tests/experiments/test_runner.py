@@ -133,3 +133,37 @@ def test_isolated_runs_measure_their_own_peak_memory(tmp_path):
     assert run_experiment(spec, store, progress=False)["done"] == 1
     row = store.runs(spec.name)[0]
     assert row.results["peak_rss_mb"] > 50 and row.results["pid"] != os.getpid()
+
+
+def test_adopted_run_directories_are_not_trained_again(tmp_path):
+    from cranerec.experiments.runner import adopt
+
+    spec = parse_spec(tiny_spec(models=["lightgcn"], reference={}))
+    store = Store(tmp_path / "store")
+    rows = register(spec, store)
+    # seed 1 trained outside the store, as `cranerec train --out` would; seed 2 half-trained
+    outside = tmp_path / "outside"
+    finished = train_run(resolve_config(rows[0]["config"]), outside / "seed-1")
+
+    def stop(record):
+        raise _StopError
+
+    with pytest.raises(_StopError):
+        train_run(resolve_config(rows[1]["config"]), outside / "seed-2", callbacks=[stop])
+    other = resolve_config({**rows[0]["config"], "seed": 7})
+    train_run(other, outside / "seed-7")
+
+    lines = adopt(spec, store, [outside / "seed-1", outside / "seed-2", outside / "seed-7"])
+    assert "adopted" in lines[0] and "(done)" in lines[0]
+    assert "adopted" in lines[1] and "to resume" in lines[1]
+    assert "matches no run" in lines[2]
+    assert store.get(rows[0]["run_id"]).status == "done"
+    assert store.get(rows[0]["run_id"]).results["test"] == finished["test"]
+
+    stamp = (store.run_dir(rows[0]["run_id"]) / "results.json").stat().st_mtime_ns
+    assert run_experiment(spec, store, progress=False)["done"] == 2
+    assert (store.run_dir(rows[0]["run_id"]) / "results.json").stat().st_mtime_ns == stamp
+    metrics = (store.run_dir(rows[1]["run_id"]) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in metrics] == [1, 2]  # resumed after epoch 1
+    again = adopt(spec, store, [outside / "seed-1"])
+    assert "already done" in again[0]

@@ -134,6 +134,62 @@ def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------------------------- adopting
+
+
+def _run_dir_fingerprint(run_dir: Path) -> str:
+    """The data fingerprint a run directory was trained on (results.json, else checkpoint.pt)."""
+    import torch
+
+    from cranerec.config import ConfigError
+
+    results = run_dir / "results.json"
+    if results.exists():
+        return json.loads(results.read_text(encoding="utf-8"))["data_fingerprint"]
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.exists():
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["data_fingerprint"]
+    raise ConfigError(f"{run_dir} has neither results.json nor checkpoint.pt: nothing to adopt")
+
+
+def adopt(spec: ExperimentSpec, store: Store, run_dirs: list[str | Path]) -> list[str]:
+    """Take run directories trained outside the store (``cranerec train --out DIR``) into it,
+    so that a spec does not train them again. A directory is adopted when its resolved config
+    and data fingerprint give the id of one of the spec's runs (the same id the runner computes)
+    and the store has no result for that run yet: it is copied to ``STORE/runs/<id>`` (through a
+    temporary directory, renamed at the end) and recorded done if it finished; an interrupted
+    one stays pending and resumes from its checkpoint. Returns one line per directory."""
+    import shutil
+
+    from cranerec.train.run import read_run_config
+
+    rows = {r["run_id"]: r for r in register(spec, store)}
+    lines = []
+    for src in map(Path, run_dirs):
+        config = read_run_config(src)
+        rid = run_id(config, _run_dir_fingerprint(src))
+        if rid not in rows:
+            lines.append(f"{src}: matches no run of {spec.name} (config or data differ); skipped")
+            continue
+        row, target = store.get(rid), store.run_dir(rid)
+        finished = (src / "results.json").exists()
+        if row.status in ("done", "running") or (target.exists() and not finished):
+            lines.append(f"{src}: run {rid} is already {row.status} in the store; skipped")
+            continue
+        tmp = target.with_name(f".{rid}.adopting")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        if target.exists():  # an unfinished copy, replaced by a finished run
+            shutil.rmtree(target)
+        tmp.rename(target)
+        if finished:
+            results = json.loads((target / "results.json").read_text(encoding="utf-8"))
+            summary = summarize_results(results, rows[rid]["data"], results.get("peak_rss_mb"))
+            store.finish(rid, summary)
+        lines.append(f"{src}: adopted as run {rid} ({'done' if finished else 'to resume'})")
+    return lines
+
+
 # ---------------------------------------------------------------------------------- one run
 
 
