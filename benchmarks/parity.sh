@@ -13,7 +13,8 @@ for data in tiktok amazon-baby; do
   done
   .venv/bin/cranerec train --data "$SHARED/$data" --model pop --out "$OUT/$data-pop"
 done
-# Baselines of issue 5 on TikTok with their `reference` presets (MMRec's settings); the two too
+# Baselines of issue 5 on TikTok with their `reference` presets (MMRec's settings; the `main`
+# suite uses the same, so `cranerec experiment main --adopt RUNS/tiktok-*/seed-*` reuses them); the two too
 # slow to train to convergence on a CPU are compared after exactly 10 epochs (`reference_10ep`).
 DATA=$SHARED/tiktok
 if [ -d "$DATA" ]; then
