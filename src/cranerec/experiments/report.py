@@ -452,9 +452,22 @@ def figure_embedding_map(
         notes.append(f"{g.label}: mean cosine distance between a user and its items {dist:.3f}")
     synthetic = " — SYNTHETIC data" if data.synthetic else ""
     fig.suptitle(
-        f"{section.title or 't-SNE of users (★) and their training items'} on {dataset}{synthetic}"
+        f"{section.title or 't-SNE of users and their training items'} on {dataset}{synthetic}"
     )
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    key = dict(linestyle="none", color="grey", markeredgecolor="black")
+    fig.legend(  # what the markers are, whatever the section's title says
+        handles=[
+            Line2D([], [], marker="*", markersize=14, **key),
+            Line2D([], [], marker="o", markersize=5, markeredgewidth=0, **key),
+        ],
+        labels=["a user", "its training items (the user's colour)"],
+        loc="lower center",
+        ncol=2,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path), notes
 
 
@@ -466,20 +479,23 @@ def _cmap(n: int):
 
 def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple[Path, str]:
     """Seconds per epoch and peak memory against the dataset size (users + items), one line per
-    model, with linear and quadratic reference curves through the reference model's smallest
-    point; real datasets drawn as squares, synthetic ones as circles."""
+    model and kind of data (synthetic shapes and real data are separate series, never joined),
+    with linear and quadratic reference curves through the reference model's smallest point;
+    real datasets drawn as squares, synthetic ones as circles."""
     from matplotlib.figure import Figure
 
-    per_model: dict[str, list[tuple[int, float, float, bool, RunRow]]] = defaultdict(list)
+    # (model, synthetic) -> points; a model's synthetic shapes and real datasets are two series
+    series: dict[tuple[str, bool], list[tuple[int, float, float, bool, RunRow]]] = defaultdict(list)
     for r in ctx.done:
         d = r.results.get("data") or {}
         n = int(d.get("n_users", 0)) + int(d.get("n_items", 0))
-        per_model[r.model].append(
+        synthetic = bool(d.get("synthetic"))
+        series[(r.model, synthetic)].append(
             (
                 n,
                 r.results["epoch_seconds_mean"],
                 r.results.get("peak_rss_mb") or math.nan,
-                bool(d.get("synthetic")),
+                synthetic,
                 r,
             )
         )
@@ -487,31 +503,42 @@ def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple
     ax_t, ax_m = fig.subplots(1, 2)
     ref = ctx.spec.reference.model or (ctx.spec.models[0].label if ctx.spec.models else None)
     rows = [
+        f"Sources: spec `{ctx.spec.name}` ({_spec_source(ctx.spec)}); per run, seed → run "
+        "directory in the last column.",
+        "",
         "| model | dataset | users + items | interactions | s / epoch | peak RSS MB | seed → run |",
         "|---|---|---|---|---|---|---|",
     ]
-    for model, pts in per_model.items():
+    models = list(dict.fromkeys(model for model, _ in series))
+    mixed = len({syn for _, syn in series}) > 1
+    colours = {m: f"C{k % 10}" for k, m in enumerate(models)}
+    for (model, synthetic), pts in sorted(
+        series.items(), key=lambda kv: (models.index(kv[0][0]), not kv[0][1])
+    ):
         pts.sort(key=lambda p: p[0])
+        label = model + ((" (synthetic)" if synthetic else " (real data)") if mixed else "")
         for ax, k in ((ax_t, 1), (ax_m, 2)):
-            (line,) = ax.plot([p[0] for p in pts], [p[k] for p in pts], label=model, alpha=0.8)
-            for p in pts:
-                ax.scatter(
-                    [p[0]],
-                    [p[k]],
-                    marker="o" if p[3] else "s",
-                    color=line.get_color(),
-                    s=28,
-                    zorder=3,
-                )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[k] for p in pts],
+                color=colours[model],
+                linestyle="-" if synthetic else "-.",
+                marker="o" if synthetic else "s",
+                markersize=5,
+                label=label,
+                alpha=0.8,
+            )
         for n, sec, mem, _, r in pts:
             d = r.results["data"]
             rows.append(
                 f"| {model} | {r.dataset} | {n:,} | {d.get('n_interactions', 0):,} | {sec:.3f} | {mem:.0f} | {r.seed} → `{ctx.rel(r)}` |"
             )
-    if ref in per_model and per_model[ref]:
-        pts = per_model[ref]
-        n0, t0 = pts[0][0], pts[0][1]
-        xs = np.geomspace(n0, max(p[0] for p in pts), 50)
+    ref_pts = sorted(
+        (p for (m, _), pts in series.items() if m == ref for p in pts), key=lambda p: p[0]
+    )
+    if ref_pts:
+        n0, t0 = ref_pts[0][0], ref_pts[0][1]
+        xs = np.geomspace(n0, ref_pts[-1][0], 50)
         ax_t.plot(xs, t0 * xs / n0, "k--", lw=1, label=f"linear (through {ref}'s smallest)")
         ax_t.plot(xs, t0 * (xs / n0) ** 2, "k:", lw=1, label="quadratic")
     baby = BABY_USERS + BABY_ITEMS
@@ -529,7 +556,8 @@ def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple
         ax.axvline(baby, color="grey", lw=0.8)
         ax.legend(loc="best", fontsize=8)
     ax_t.set_yscale("log")
-    ax_m.set_ylim(bottom=0)
+    top = max((p[2] for pts in series.values() for p in pts if math.isfinite(p[2])), default=0)
+    ax_m.set_ylim(0, top * 1.12 if top > 0 else None)  # the highest point inside the frame
     ax_t.text(
         0.98,
         0.03,
@@ -543,13 +571,17 @@ def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple
     ax_m.text(
         0.98,
         0.03,
-        "squares: real data (subsampled users)\ncircles: synthetic data",
+        "squares, dash-dot: real data\ncircles, solid: synthetic data",
         transform=ax_m.transAxes,
         ha="right",
         va="bottom",
         fontsize=8,
     )
-    fig.suptitle(section.title or "Cost against dataset size")
+    all_synthetic = bool(series) and all(syn for _, syn in series)
+    fig.suptitle(
+        (section.title or "Cost against dataset size")
+        + (" (SYNTHETIC data)" if all_synthetic else "")
+    )
     fig.tight_layout()
     return _save(fig, path), "\n".join(rows)
 
@@ -666,6 +698,14 @@ def _caps(ctx: Context) -> str:
     )
 
 
+def _synthetic_search(spec: ExperimentSpec) -> bool:
+    """Whether the spec's search (which has trials, not runs) trains on synthetic data."""
+    if spec.search is None:
+        return False
+    data = spec.datasets.get(spec.search.dataset) or {}
+    return data.get("path") == "synthetic" or data.get("format") == "synthetic"
+
+
 def spec_report(
     spec: ExperimentSpec, store: Store, out_dir: Path, storage: str | None = None
 ) -> str:
@@ -675,7 +715,7 @@ def spec_report(
     if spec.description:
         parts += [" ".join(spec.description.split()), ""]
     counts = store.counts(spec.name)
-    synthetic = any(r.results.get("synthetic_data") for r in ctx.done)
+    synthetic = any(r.results.get("synthetic_data") for r in ctx.done) or _synthetic_search(spec)
     facts = [
         f"Spec: {_spec_source(spec)}.",
         f"Runs: {', '.join(f'{k} {v}' for k, v in counts.items() if v) or 'none'}.",

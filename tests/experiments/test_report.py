@@ -1,0 +1,101 @@
+"""The report's figures and banners, drawn from hand-made runs (no training): the efficiency
+plot keeps synthetic shapes and real data apart and says when it is all synthetic, the
+embedding map says what its markers are, and a search-only smoke spec carries the SYNTHETIC
+banner."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import TINY_DATA
+
+from cranerec.data.loaders import load_dataset
+from cranerec.experiments import report
+from cranerec.experiments.spec import ReportSection, load_spec
+from cranerec.experiments.store import Store
+from cranerec.train.config import resolve_config
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures the report draws, instead of their PNGs."""
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: drawn.append(fig) or path)
+    return drawn
+
+
+def _spec(**kw):
+    return SimpleNamespace(
+        name="eff", source="eff.yaml", smoke=False, reference=SimpleNamespace(model="crane"),
+        models=[SimpleNamespace(label="crane"), SimpleNamespace(label="freedom")], **kw,
+    )  # fmt: skip
+
+
+def _run(model, dataset, users, items, seconds, rss, synthetic):
+    data = {"n_users": users, "n_items": items, "n_interactions": 10 * users,
+            "synthetic": synthetic}  # fmt: skip
+    results = {"data": data, "epoch_seconds_mean": seconds, "peak_rss_mb": rss}
+    return SimpleNamespace(model=model, dataset=dataset, seed=1, results=results)
+
+
+def _ctx(runs):
+    return SimpleNamespace(spec=_spec(), done=runs, rel=lambda r: f"runs/{r.model}-{r.dataset}")
+
+
+def test_efficiency_plot_never_joins_synthetic_shapes_to_real_data(figures, tmp_path):
+    runs = [
+        _run("crane", "baby_1_4", 4861, 1763, 2.0, 900.0, True),
+        _run("crane", "baby_1_2", 9723, 3525, 7.0, 1500.0, True),
+        _run("crane", "tiktok_25", 2330, 5000, 1.5, 800.0, False),
+        _run("crane", "tiktok_50", 4660, 6000, 3.0, 1100.0, False),
+        _run("freedom", "baby_1_4", 4861, 1763, 0.5, 700.0, True),
+        _run("freedom", "tiktok_25", 2330, 5000, 0.4, 650.0, False),
+    ]
+    _, table = report.figure_efficiency(_ctx(runs), ReportSection(kind="efficiency"), tmp_path)
+    (fig,) = figures
+    ax_t, ax_m = fig.axes[:2]
+    for ax in (ax_t, ax_m):
+        lines = {ln.get_label(): set(ln.get_xdata()) for ln in ax.get_lines()}
+        assert lines["crane (synthetic)"] == {4861 + 1763, 9723 + 3525}
+        assert lines["crane (real data)"] == {2330 + 5000, 4660 + 6000}
+        assert "freedom (real data)" in lines and "freedom (synthetic)" in lines
+    assert {"quadratic", "linear (through crane's smallest)"} <= {
+        ln.get_label() for ln in ax_t.get_lines()
+    }
+    assert ax_m.get_ylim()[1] > 1500.0  # the highest point inside the frame, not on it
+    assert "SYNTHETIC" not in fig.get_suptitle()  # mixed: the markers tell them apart
+    assert "Sources: spec `eff` (eff.yaml)" in table and "`runs/crane-tiktok_50`" in table
+
+
+def test_efficiency_plot_on_synthetic_data_only_says_so(figures, tmp_path):
+    runs = [_run("crane", "a", 60, 40, 0.01, 420.0, True), _run("crane", "b", 120, 80, 0.02, 440.0, True)]  # fmt: skip
+    report.figure_efficiency(_ctx(runs), ReportSection(kind="efficiency", title="Fig. 7"), tmp_path)
+    (fig,) = figures
+    assert fig.get_suptitle() == "Fig. 7 (SYNTHETIC data)"
+    assert fig.axes[1].get_ylim()[1] > 440.0
+
+
+def test_embedding_map_says_which_marker_is_a_user_under_any_title(figures, tmp_path):
+    config = resolve_config({"data": dict(TINY_DATA), "model": "bpr"}).to_dict()
+    data = load_dataset(resolve_config(config).data)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "embeddings.npz", user_emb=rng.normal(size=(data.n_users, 8)),
+             item_emb=rng.normal(size=(data.n_items, 8)))  # fmt: skip
+    run = SimpleNamespace(config=config, fingerprint=data.fingerprint, seed=1)
+    group = report.Group("synthetic", "bpr", "bpr", "", [run])
+    ctx = SimpleNamespace(run_path=lambda r: tmp_path)
+    section = ReportSection(kind="embedding_map", title="Users and their items (Fig. 6)", n_users=4)
+    report.figure_embedding_map(ctx, section, "synthetic", [group], tmp_path / "map.png")
+    (fig,) = figures
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["a user", "its training items (the user's colour)"]
+    assert [h.get_marker() for h in legend.legend_handles] == ["*", "o"]
+    assert "SYNTHETIC" in fig.get_suptitle()
+
+
+def test_search_only_smoke_spec_carries_the_synthetic_banner(tmp_path):
+    spec = load_spec("search", smoke=True)
+    text = report.spec_report(spec, Store(tmp_path / "store"), tmp_path)
+    assert "These results are on SYNTHETIC data" in text
+    assert "paper grid" not in text  # the smoke version searches a 2 x 2 grid
