@@ -20,6 +20,11 @@ EXTRA = {
     "freedom": ["model.embedding_dim=16"],
     "vbpr": ["model.embedding_dim=16"],
     "lightgcn": ["model.embedding_dim=16"],
+    "lattice": ["model.embedding_dim=16", "model.projection_dim=16"],
+    "crane_official": ["model.embedding_dim=16"],
+    "bm3": ["model.embedding_dim=16"],
+    "mmgcn": ["model.embedding_dim=16", "model.latent_dim=32"],
+    "camgr": ["model.embedding_dim=16"],
 }
 
 

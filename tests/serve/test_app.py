@@ -32,6 +32,7 @@ def test_health_info_and_schema(client):
     info = client.get("/v1/info").json()
     assert info["model"] == "lightgcn" and info["n_users"] == 200 and info["n_items"] == 120
     assert info["synthetic_data"] is True and info["version"]
+    assert info["cold_start"] is False  # lightgcn has no content path
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/recommend", "/v1/similar-items", "/v1/recommend-for-items"} <= set(paths)
 

@@ -8,8 +8,16 @@ from cranerec.graph.adjacency import (
     to_torch_sparse,
 )
 from cranerec.graph.dropedge import DROPEDGE_MODES, drop_edges, edge_keep_probability
-from cranerec.graph.knn import knn_adjacency, knn_graph, knn_laplacian, mixed_knn_adjacency
-from cranerec.graph.propagate import propagate, sparse_mm
+from cranerec.graph.knn import (
+    knn_adjacency,
+    knn_graph,
+    knn_join,
+    knn_laplacian,
+    knn_laplacian_join,
+    mixed_knn_adjacency,
+    normalize_joined,
+)
+from cranerec.graph.propagate import propagate, propagate_joined, sparse_mm
 from cranerec.graph.softmax import edge_softmax
 
 __all__ = [
@@ -17,4 +25,5 @@ __all__ = [
     "edge_softmax",
     "bipartite_adjacency", "kept_edges_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
     "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
+    "knn_join", "knn_laplacian_join", "normalize_joined", "propagate_joined",
 ]  # fmt: skip

@@ -138,3 +138,92 @@ def knn_laplacian(
     return torch.sparse_coo_tensor(
         torch.stack([row, col.reshape(-1)]), val.reshape(-1), (n, n), check_invariants=False
     ).coalesce()
+
+
+def knn_join(
+    new: torch.Tensor,
+    trained: torch.Tensor,
+    k: int,
+    *,
+    include_self: bool = True,
+    block_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """New rows of a top-``k`` cosine graph over ``trained`` [n, D] (cold-start items).
+
+    Each row of ``new`` [n_new, D] takes its top-``k`` cosine neighbours among the trained rows
+    and, with ``include_self``, itself (index ``n``; it competes for its own list as every
+    trained row does in ``knn_graph(..., exclude_self=False)``; ``include_self=False`` matches
+    ``exclude_self=True``). New rows never see each other, and no trained row gains a neighbour.
+    Ties go to the lower index, so the trained rows before the row itself.
+
+    Returns ``(indices [n_new, k], cosines [n_new, k])``, index ``n`` meaning the row itself.
+    """
+    n = trained.shape[0]
+    if not 0 < k <= n + int(include_self):
+        raise ValueError(f"k={k} must be in [1, {n + int(include_self)}] for {n} trained rows")
+    trained_n = F.normalize(trained, dim=1)
+    idx_blocks, val_blocks = [], []
+    for start in range(0, new.shape[0], block_size):
+        rows = F.normalize(new[start : start + block_size], dim=1)  # [B, D]
+        sim = rows @ trained_n.T  # [B, n]
+        if include_self:
+            sim = torch.cat([sim, (rows * rows).sum(dim=1, keepdim=True)], dim=1)  # [B, n + 1]
+        _, top = topk_items(sim.detach(), k)  # ties by the lower index
+        idx_blocks.append(top)
+        val_blocks.append(sim.gather(1, top))
+    return torch.cat(idx_blocks), torch.cat(val_blocks)
+
+
+def normalize_joined(
+    idx: torch.Tensor,
+    values: torch.Tensor,
+    trained_deg: torch.Tensor | None,
+    mode: Literal["sym", "row"] = "sym",
+) -> torch.Tensor:
+    """Normalise new rows ``(idx, values)`` [n_new, m] (from ``knn_join``; index n = the row
+    itself, repeated indices add) of a graph whose trained rows have row sums ``trained_deg``
+    [n], as ``normalize_adjacency`` / ``knn_laplacian`` normalise the trained rows:
+
+        row: v / D_new;  sym: v / sqrt(D_new D_j), D_j = ``trained_deg[j]`` or D_new for itself
+
+    where D_new is the new row's own sum (``trained_deg`` is not read for ``row``: None); a
+    row or column with degree <= 0 gives 0."""
+    deg_new = values.sum(dim=1, keepdim=True)  # [n_new, 1]
+    if mode == "row":
+        return values * torch.where(deg_new > 0, 1.0 / deg_new, 0.0)
+    if trained_deg is None:
+        raise ValueError("sym normalisation needs the trained rows' degrees")
+    n = trained_deg.shape[0]
+    deg_col = torch.where(idx == n, deg_new, trained_deg[idx.clamp(max=n - 1)])  # [n_new, m]
+
+    def inv_sqrt(d: torch.Tensor) -> torch.Tensor:
+        return torch.where(d > 0, d.clamp(min=torch.finfo(d.dtype).tiny).rsqrt(), 0.0)
+
+    return values * inv_sqrt(deg_new) * inv_sqrt(deg_col)
+
+
+def knn_laplacian_join(
+    new: Sequence[torch.Tensor],
+    trained: Sequence[torch.Tensor],
+    k: int,
+    weights: torch.Tensor | Sequence[float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """New rows of ``knn_laplacian(trained, k, weights)`` (self included) for cold-start items:
+    per modality their top-``k`` cosine values among the trained rows and themselves
+    (``knn_join``), mixed with ``weights`` and normalised by their own row sums and the trained
+    rows' (recomputed, unchanged: no trained row gains a neighbour).
+
+    Returns ``(indices [n_new, K k], values [n_new, K k])``, index n meaning the row itself
+    (repeated indices add)."""
+    if weights is None:
+        weights = [1.0] * len(trained)
+    if not len(new) == len(trained) == len(weights) or not len(trained):
+        raise ValueError(f"{len(new)} / {len(trained)} feature matrices, {len(weights)} weights")
+    cols, vals, deg = [], [], 0.0
+    for x_new, x, w in zip(new, trained, weights, strict=True):
+        idx, sim = knn_join(x_new, x, k)
+        cols.append(idx)
+        vals.append(w * sim)
+        deg = deg + w * knn_graph(x, k, exclude_self=False)[1].sum(dim=1)  # trained row sums
+    col = torch.cat(cols, dim=1)
+    return col, normalize_joined(col, torch.cat(vals, dim=1), deg)

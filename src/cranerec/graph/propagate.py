@@ -3,6 +3,8 @@ precomputed transpose (torch's own sparse backward re-transposes the matrix at e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -41,3 +43,36 @@ def propagate(
     for _ in range(n_layers):
         layers.append(sparse_mm(adj, layers[-1], adj_t))
     return torch.stack(layers).mean(dim=0)
+
+
+def propagate_joined(
+    idx: torch.Tensor,
+    values: torch.Tensor,
+    h_trained: torch.Tensor,
+    n_layers: int,
+    step: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    h_new: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cold-start items through a graph they joined as rows of their own (``knn_join``):
+
+        h^(l)_new = sum_{j trained} S[new, j] h^(l-1)_j + S[new, new] h^(l-1)_new,  l = 1..L
+
+    ``(idx, values)`` [n_new, m] are the new rows of S (index n = the row itself, repeated
+    indices add), ``h_trained`` [n, d] the trained items' h^(0), ``step(h) = S h`` one layer
+    over the trained rows (which never see the new items; needed for ``n_layers`` > 1 only),
+    ``h_new`` [n_new, d] the new items' h^(0) (None: 0, e.g. no ID embedding).
+    Returns h^(L)_new [n_new, d]."""
+    n = h_trained.shape[0]
+    own = idx == n
+    w_self = torch.where(own, values, 0.0).sum(dim=1, keepdim=True)  # S[new, new] [n_new, 1]
+    w = torch.where(own, 0.0, values).unsqueeze(-1)  # [n_new, m, 1]
+    cols = idx.clamp(max=n - 1)
+    if h_new is None:
+        h_new = h_trained.new_zeros(idx.shape[0], h_trained.shape[1])
+    for layer in range(n_layers):
+        h_new = (w * h_trained[cols]).sum(dim=1) + w_self * h_new
+        if layer + 1 < n_layers:
+            if step is None:
+                raise ValueError(f"n_layers={n_layers} needs step, the trained rows' layer")
+            h_trained = step(h_trained)
+    return h_new

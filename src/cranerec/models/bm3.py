@@ -158,6 +158,37 @@ class BM3(Recommender):
         parts = {"graph": graph, "inter": inter, "intra": intra, "reg": reg}
         return graph + inter + intra + reg, {k: v.detach() for k, v in parts.items()}
 
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: h predicted from the modalities, then the item's usual predictor.
+
+        The scores use no features: an item's vector is f_p(h_i), h_i from its ID and the graph.
+        What the features predict is h_i's direction: L_inter trains f_p(z_i^m), z_i^m =
+        f_m(x_i^m), to point where h_i does (a cosine, so no length). For a new item
+            hhat = r * unit(sum_m unit(f_p(f_m(x^m))))     (each modality's prediction counts
+                                                           equally, as in L_inter)
+            r    = the mean ||h_i|| of the trained items   (the length cosines leave free)
+        and its vector is f_p(hhat), in the space of the trained f_p(h_i). A trained item passed
+        in with its own features gets hhat, the modality branch's estimate of its h_i (the
+        target of L_inter), at the trained items' mean length. The trained vectors are not
+        touched, so no existing score moves. Shapes: features {m: [n_new, width_m]} ->
+        [n_new, d].
+        """
+        device = self.item_emb.device
+        direction = sum(
+            F.normalize(
+                self.predictor(self.project[m](features[m].to(device, torch.float32))), dim=1
+            )
+            for m in self.modalities
+        )  # [n_new, d]
+        _, item_h = self.encode()
+        hhat = item_h.norm(dim=1).mean() * F.normalize(direction, dim=1)
+        return self.predictor(hhat)
+
 
 def _distance(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - the mean cosine similarity of matching rows."""

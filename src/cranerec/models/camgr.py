@@ -47,6 +47,7 @@ Shapes: ``forward() -> ([n_users, d], [n_items, d])``; item graphs [n_items, n_i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -56,7 +57,15 @@ import torch
 from torch import nn
 
 from cranerec.data.dataset import Dataset
-from cranerec.graph import knn_graph, normalize_adjacency, sparse_mm, to_torch_sparse
+from cranerec.graph import (
+    knn_graph,
+    knn_join,
+    normalize_adjacency,
+    normalize_joined,
+    propagate_joined,
+    sparse_mm,
+    to_torch_sparse,
+)
 from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
 from cranerec.models.freedom import MMREC_TRAIN
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
@@ -289,12 +298,14 @@ class CAmgr(Recommender):
         views: dict[str, torch.Tensor],
         h_n: torch.Tensor,
         rows: torch.Tensor | None = None,
+        attention: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """H_m (Eq. 15-26) at ``rows`` of the N entities (all when None): [r, d]."""
+        """H_m (Eq. 15-26) at ``rows`` of the N entities (all when None): [r, d].
+        ``attention(q, k, v)``: the kernel (default the configured one)."""
         common, distinct = [], []
         for p in self.sources:
             h_com, h_dif = self.fusion[p](
-                views[self.query_modality], views[p], rows, self.attention
+                views[self.query_modality], views[p], rows, attention or self.attention
             )
             common.append(h_com)
             distinct.append(h_dif)
@@ -308,6 +319,53 @@ class CAmgr(Recommender):
         h_n = self.collaborative()
         h = h_n + self.fuse(self.modality_views(), h_n)  # Eq. 27 [N, d]
         return h[: self.n_users], h[self.n_users :]
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: CAmgr's equations for an item with no users and no ID embedding
+        that joins each modality's frozen item graph as a row of its own.
+
+        - Eq. 7-9: no edges and H^0 = 0 (no ID row), so H_n = 0 (as for any node without
+          neighbours, self-loops or not);
+        - Eq. 1-6: H''_m = (0 + 0) * sigmoid(...) = 0: the item's features gate an ID-based
+          vector that it does not have;
+        - Eq. 10-13: per modality its top-``knn_k`` cosine values among the trained items and
+          itself from the raw features, clamped at 0 and normalised as S''_m (the trained rows'
+          unchanged sums for ``sym``; ``knn_join``, ``normalize_joined``); Htilde_m = S''_m[new]
+          H''_m, the trained neighbours' purified features (its own slot carries its 0);
+        - Eq. 15-26: its Htilde rows query the TRAINED users' and items' keys and values (it is
+          not added to them, so no trained output changes), V of the distinct branch its own;
+          the gates of Eq. 24-25 see H_n = 0: sigmoid(b_com), sigmoid(b_dif);
+        - Eq. 27: h = H_n + H_m = H_m.
+        So the features act through the neighbours they select, as in FREEDOM. No trained
+        entity sees the new item: no existing score moves. Shapes: features {m: [n_new,
+        width_m]} -> [n_new, d]. Memory O(n_new x n_items).
+        """
+        device, k = self.item_emb.device, self.config.knn_k
+        n_all = self.n_users + self.n_items  # the trained entities
+        h_n = self.collaborative()
+        views = self.modality_views()
+        for m in self.modalities:
+            trained = getattr(self, f"feat_{m}")
+            idx, sim = knn_join(features[m].to(device, torch.float32), trained, k)
+            deg = None
+            if self.config.item_graph_norm == "sym":  # the trained rows' sums
+                deg = knn_graph(trained, k, exclude_self=False)[1].clamp(min=0).sum(dim=1)
+            values = normalize_joined(idx, sim.clamp(min=0), deg, self.config.item_graph_norm)
+            new_view = propagate_joined(idx, values, self.purified(m), 1)  # Eq. 13
+            views[m] = torch.cat([views[m], new_view])
+        n_new = idx.shape[0]
+        h_n = torch.cat([h_n, h_n.new_zeros(n_new, h_n.shape[1])])
+
+        def trained_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return self.attention(q, k[:n_all], v[:n_all])
+
+        rows = torch.arange(n_all, n_all + n_new, device=device)
+        return self.fuse(views, h_n, rows, trained_keys)  # H_m; + H_n = 0
 
     # ---------------------------------------------------------------- loss
 

@@ -56,12 +56,13 @@ from cranerec.graph import (
     drop_edges,
     kept_edges_adjacency,
     knn_graph,
+    knn_join,
+    propagate_joined,
     sparse_mm,
     to_torch_sparse,
 )
 from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
-from cranerec.utils.ranking import topk_items
 
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
@@ -434,10 +435,11 @@ class CRANE(Recommender):
            entities beside the trained users and items (Eq. 7-13; the value scale keeps its
            trained 1 / (users + items));
         2. join: each new item's top-``knn_k`` cosine neighbours among the trained items'
-           refined features, clamped and row-normalised as S~ (Eq. 14);
+           refined features (not itself: S~ excludes self; ``knn_join``), clamped and
+           row-normalised as S~ (Eq. 14);
         3. aggregate: h^(l)_new = sum_j S~[new, j] h^(l-1)_j over the trained items' h^(l-1)
-           (Eq. 15), h^(0)_new = 0 (no ID embedding). With no interactions e_new = 0, so the
-           vector is z = h^(L_II) (``late_fusion``: [0 ; h]).
+           (Eq. 15; ``propagate_joined``), h^(0)_new = 0 (no ID embedding). With no
+           interactions e_new = 0, so the vector is z = h^(L_II) (``late_fusion``: [0 ; h]).
         The trained items' graph (as validated) is kept, and no trained item gains a new
         neighbour, so no existing score moves. Configurations whose scores do not use the
         features (``item_graph=false`` or ``ii_layers=0``) have no content path.
@@ -452,16 +454,18 @@ class CRANE(Recommender):
         if self.config.feature_norm == "l2":
             new = {m: F.normalize(x, dim=1) for m, x in new.items()}
         fused = self.fused_item_features(new_items=new)  # [n_items + n_new, w']
-        trained = F.normalize(fused[: self.n_items], dim=1)
-        sim = F.normalize(fused[self.n_items :], dim=1) @ trained.T  # [n_new, n_items]
-        _, idx = topk_items(sim, self.config.knn_k)  # ties by the lower index
-        values = sim.gather(1, idx).clamp(min=0)  # [n_new, k]
+        idx, sim = knn_join(
+            fused[self.n_items :], fused[: self.n_items], self.config.knn_k, include_self=False
+        )  # [n_new, k] among the trained items, ties by the lower index
+        values = sim.clamp(min=0)
         values = values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
         e = self.collaborative()
         h = self.sem_item_emb if self.config.late_fusion else e[self.n_users :]  # h^(0)
-        for _ in range(self.config.ii_layers):
-            h_new = (values.unsqueeze(-1) * h[idx]).sum(dim=1)  # from the trained h^(l-1)
-            h = (self.graph_values.unsqueeze(-1) * h[self.graph_idx]).sum(dim=1)
+
+        def step(h: torch.Tensor) -> torch.Tensor:  # S~ h over the trained items (Eq. 15)
+            return (self.graph_values.unsqueeze(-1) * h[self.graph_idx]).sum(dim=1)
+
+        h_new = propagate_joined(idx, values, h, self.config.ii_layers, step)
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new

@@ -20,6 +20,9 @@ What the code computes (FREEDOM's graphs, reused from ``cranerec.models.freedom`
     h     = S^{n_mm_layers} f                (the fused features, not the item ID table, go
                                               through the item graph)
     user  = E_u (LightGCN, no multimodal part);  item = E_i + h;  score = user . item
+Cold-start items (serving): FREEDOM's rule with h^(0) = f (``FrozenGraphRecommender.
+items_from_features``): the new item's f from its features over the trained items' attention
+keys and values, then its own row in S.
 Loss: BPR only (no modality terms, no contrastive term, no L2; the code's ``reg_weight`` is
 read but unused, so it is not a setting here).
 Unlike the paper there is no recursion, no user profiles, no contrastive loss and no item graph
@@ -92,16 +95,39 @@ class CRANEOfficial(FrozenGraphRecommender):
         self.attn_project = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
         self.attention = nn.MultiheadAttention(d, config.num_heads)  # batch_first=False
 
+    def stacked(self, features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """T = stack_m Q^m of the trained items ([n_items, K, d]), or of the items with
+        ``features`` ({m: [n, width_m]}, cold-start items: [n, K, d])."""
+        return torch.stack(
+            [
+                self.attn_project[m](
+                    self.projected(m) if features is None else self.project[m](features[m])
+                )
+                for m in self.modalities
+            ],
+            dim=1,
+        )
+
     def attention_outputs(self) -> torch.Tensor:
         """O: the attention's output per item and modality, [n_items, K, d]."""
-        stacked = torch.stack(
-            [self.attn_project[m](self.projected(m)) for m in self.modalities], dim=1
-        )  # [N, K, d], read by the attention as (sequence N, batch K, d)
+        stacked = self.stacked()  # [N, K, d], read by the attention as (sequence N, batch K, d)
         out, _ = self.attention(stacked, stacked, stacked, need_weights=False)  # [N, K, d]
         return out
 
     def item_graph_input(self) -> torch.Tensor:
         return self.attention_outputs().mean(dim=1)  # [N, d]
+
+    def new_item_graph_input(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """f of cold-start items (the serving hook's h^(0), see ``items_from_features``): their
+        T rows, from the features given, query the attention over the TRAINED items' keys and
+        values (a new item is not added to the sequence, so no trained output changes; a copy of
+        a trained item with its features as trained gets exactly that item's f); mean over
+        modalities. [n_new, d]."""
+        device = self.item_emb.device
+        new = self.stacked({m: x.to(device, torch.float32) for m, x in features.items()})
+        trained = self.stacked()  # [N, K, d]
+        out, _ = self.attention(new, trained, trained, need_weights=False)  # [n_new, K, d]
+        return out.mean(dim=1)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user_out, item_out = self.forward()

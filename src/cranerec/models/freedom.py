@@ -67,18 +67,20 @@ with at most ``knn_k`` x K non-zeros per row, the user-item graph is users first
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     drop_edges,
     kept_edges_adjacency,
+    knn_join,
     mixed_knn_adjacency,
     propagate,
+    propagate_joined,
     sparse_mm,
     to_torch_sparse,
 )
@@ -91,7 +93,6 @@ from cranerec.models.base import (
     register,
     xavier_embedding,
 )
-from cranerec.utils.ranking import topk_items
 
 
 @dataclass
@@ -160,8 +161,9 @@ FREEDOM_POINT = {
 class FrozenGraphRecommender(Recommender):
     """FREEDOM's two graphs, shared by FREEDOM and ``crane_official`` (not registered).
 
-    Subclasses choose what goes through the frozen item graph (``item_graph_input``) and own
-    their loss; everything else (tables, features, projections, graphs, propagation) is here.
+    Subclasses choose what goes through the frozen item graph (``item_graph_input``; for
+    cold-start items ``new_item_graph_input``) and own their loss; everything else (tables,
+    features, projections, graphs, propagation, cold-start items) is here.
     """
 
     min_modalities = 1
@@ -272,6 +274,61 @@ class FrozenGraphRecommender(Recommender):
         user_out, item_out = self.collaborative()
         return user_out, item_out + self.semantic_items()
 
+    # ---------------------------------------------------------------- serving hooks
+
+    def new_item_graph_input(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """h^(0) of cold-start items (what ``item_graph_input`` is for trained items) from their
+        features ``{m: [n_new, width_m]}``: [n_new, d], or None where it is 0."""
+        return None
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: each new item joins the frozen item graph S as a row of its own.
+
+        Per modality m its top-``knn_k`` cosine neighbours among the trained items and itself
+        (it competes for its own list as every trained item does; ties go to the lower index,
+        i.e. to the trained items), from the features as loaded, each kept neighbour weighted
+        w_m / knn_k as in S (``knn_join``). No trained row changes (no trained item gains a new
+        neighbour), so no existing score moves. With no interactions and no ID embedding, the
+        new item's collaborative part is 0, and its vector is h^(n_mm_layers) with
+            h^(l)_new = sum_{j trained} S[new, j] h^(l-1)_j + S[new, new] h^(l-1)_new
+        (``propagate_joined``), h^(0)_new = ``new_item_graph_input``: FREEDOM 0 (no ID row);
+        ``crane_official`` f_new, the attention output of its features over the trained items.
+        The item vector being E_i + h_i, the new vector is the content part h of an item with
+        these features. A trained item's copy (its own features) has cosine 1 with that item
+        and with itself, so its list is the item's own with the last neighbour replaced by the
+        copy itself: h_copy = h_i - sum_m (w_m / k) (x_last_m - x_copy) at one layer, x the
+        h^(0) rows (FREEDOM: x_copy = 0; crane_official: x_copy = f_i, without fine-tuning).
+        ``n_mm_layers=0`` with h^(0)_new = 0 has no content path (the scores never use the
+        features). Shapes: features {m: [n_new, width_m]} -> [n_new, d]. Memory
+        O(n_new x n_items).
+        """
+        h_new = self.new_item_graph_input(features)
+        if h_new is None and self.config.n_mm_layers == 0:
+            raise NotImplementedError(
+                f"this {self.name} configuration has no content path (n_mm_layers=0: its "
+                "scores never use the item features)"
+            )
+        k, device = self.config.knn_k, self.item_emb.device
+        weights = modality_weights(len(self.modalities), self.config.mm_image_weight)
+        idx, values = [], []
+        for m, w in zip(self.modalities, weights, strict=True):
+            trained = torch.as_tensor(dataset.features[m], device=device)
+            i, sim = knn_join(features[m].to(device, torch.float32), trained, k)
+            idx.append(i)
+            values.append(torch.full_like(sim, w / k))  # S = sum_m w_m A^m / k
+        step = partial(sparse_mm, self.adj_item, adj_t=self.adj_item_t)
+        return propagate_joined(
+            torch.cat(idx, dim=1),
+            torch.cat(values, dim=1),
+            self.item_graph_input(),
+            self.config.n_mm_layers,
+            step,
+            h_new,
+        )  # + the collaborative part, 0 for an item without interactions
+
 
 @register
 class FREEDOM(FrozenGraphRecommender):
@@ -301,43 +358,3 @@ class FREEDOM(FrozenGraphRecommender):
             total = total + self.config.reg_weight * modal
             parts[f"bpr_{m}"] = modal.detach()
         return total, parts
-
-    # ---------------------------------------------------------------- serving hooks
-
-    @torch.no_grad()
-    def items_from_features(
-        self, features: dict[str, torch.Tensor], dataset: Dataset
-    ) -> torch.Tensor:
-        """Cold-start items: each new item joins the frozen item graph S as a row of its own.
-
-        Per modality m its top-``knn_k`` cosine neighbours among the trained items and itself
-        (it competes for its own list as every trained item does; ties go to the lower index,
-        i.e. to the trained items), from the features as loaded, each kept neighbour weighted
-        w_m / knn_k as in S. No trained row changes (no trained item gains a new neighbour), so
-        no existing score moves. With no interactions and no ID embedding, the new item's
-        collaborative part and h^(0) are 0, and its vector is h^(n_mm_layers) with
-            h^(l)_new = sum_{j trained} S[new, j] h^(l-1)_j + S[new, new] h^(l-1)_new.
-        Shapes: features {m: [n_new, width_m]} -> [n_new, d]. Memory O(n_new x n_items).
-        """
-        n = self.n_items
-        n_new = next(iter(features.values())).shape[0]
-        k = self.config.knn_k
-        s_trained = torch.zeros(n_new, n)  # S[new, trained items]
-        s_self = torch.zeros(n_new)  # S[new, new]
-        weights = modality_weights(len(self.modalities), self.config.mm_image_weight)
-        for m, w in zip(self.modalities, weights, strict=True):
-            trained = F.normalize(torch.from_numpy(dataset.features[m]), dim=1)  # [n, F_m]
-            new = F.normalize(features[m].float(), dim=1)  # [n_new, F_m]
-            sim = torch.cat([new @ trained.T, (new * new).sum(1, keepdim=True)], dim=1)
-            _, top = topk_items(sim, min(k, n + 1))  # [n_new, k]; column n is the item itself
-            own = top == n
-            s_self += (w / k) * own.sum(dim=1)
-            s_trained.scatter_add_(
-                1, top.clamp(max=n - 1), torch.where(own, 0.0, w / k).to(s_trained.dtype)
-            )
-        h_trained = self.item_graph_input()  # h^(0) of the trained items [n, d]
-        h_new = h_trained.new_zeros(n_new, h_trained.shape[1])  # h^(0) of the new items: 0
-        for _ in range(self.config.n_mm_layers):
-            h_new = s_trained @ h_trained + s_self[:, None] * h_new  # from h^(l-1)
-            h_trained = sparse_mm(self.adj_item, h_trained, self.adj_item_t)
-        return h_new  # + the collaborative part, 0 for an item without interactions

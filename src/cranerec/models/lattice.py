@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,8 +95,10 @@ from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     bipartite_adjacency,
     knn_laplacian,
+    knn_laplacian_join,
     normalize_adjacency,
     propagate,
+    propagate_joined,
     sparse_mm,
     to_torch_sparse,
 )
@@ -290,3 +293,57 @@ class LATTICE(Recommender):
         reg = l2_batch(u, pos, neg)
         total = rank + self.config.reg_weight * reg
         return total, {"bpr": rank.detach(), "reg": reg.detach()}
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: each new item joins the item graph S as a row of its own.
+
+        Its row of every kNN part is built as the trained rows are, over the trained items and
+        itself (it competes for its own list; ties go to the trained items), and normalised by
+        its own row sum and the trained rows' unchanged ones (``knn_laplacian_join``):
+            L[new]   from sum_m w_m A(P^m), P^m_new = W_m x^m_new + b_m (the features given;
+                     the trained items' P^m from their fine-tuned features, as in S)
+            O^m[new] from A(x^m) of the features as loaded
+            S[new]   = (1 - lambda_coeff) L[new] + lambda_coeff sum_m w_m O^m[new]
+        No trained row changes (no trained item gains a neighbour), so no existing score moves.
+        With no interactions and no ID embedding, the new item's collaborative part E_i and its
+        h^(0) are 0, so its vector is h / ||h||_2 with h = h^(n_mm_layers),
+            h^(l)_new = sum_{j trained} S[new, j] h^(l-1)_j + S[new, new] h^(l-1)_new:
+        the content part h_i / ||h_i|| of an item with these features (unit norm, as every
+        trained item's). ``n_mm_layers=0`` has no content path (h = I: the scores never use
+        the features). Shapes: features {m: [n_new, width_m]} -> [n_new, d]. Memory
+        O(n_new x n_items); rebuilds S as an evaluation forward does.
+        """
+        if self.config.n_mm_layers == 0:
+            raise NotImplementedError(
+                "this lattice configuration has no content path (n_mm_layers=0: its scores "
+                "never use the item features)"
+            )
+        device, k, lam = self.item_emb.device, self.config.knn_k, self.config.lambda_coeff
+        new = {m: features[m].to(device, torch.float32) for m in self.modalities}
+        w = self.modality_weights()
+        idx, values = knn_laplacian_join(
+            [self.project[m](new[m]) for m in self.modalities],
+            [self.project[m](self.feature(m)) for m in self.modalities],
+            k,
+            w,
+        )  # L[new]
+        idx, values = [idx], [(1.0 - lam) * values]
+        for n, m in enumerate(self.modalities):
+            trained = torch.as_tensor(dataset.features[m], device=device)
+            i, v = knn_laplacian_join([new[m]], [trained], k)  # O^m[new]
+            idx.append(i)
+            values.append(lam * w[n] * v)
+        adj = self.item_graph()  # S of the trained items, as an evaluation forward builds it
+        h = propagate_joined(
+            torch.cat(idx, dim=1),
+            torch.cat(values, dim=1),
+            self.item_emb,
+            self.config.n_mm_layers,
+            partial(sparse_mm, adj),
+        )
+        return F.normalize(h, dim=1)  # + E_i, 0 for an item without interactions

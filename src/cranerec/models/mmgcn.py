@@ -48,6 +48,7 @@ Shapes: ``forward() -> ([n_users, d], [n_items, d])``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -125,10 +126,29 @@ class ModalityGCN(nn.Module):
         """Layer-L representations [U + I, d] of every user and item."""
         items = self.mlp(features) if self.mlp is not None else features  # [I, w]
         x = F.normalize(torch.cat([self.preference, items]), dim=1)  # [U + I, w]
+        return self._layers(x, id_emb, lambda y: sparse_mm(adj, y, adj_t))
+
+    def isolated_items(self, features: torch.Tensor) -> torch.Tensor:
+        """Layer-L representations [n, d] of items with these features [n, width], no edges
+        and a zero ID embedding (cold start): at every layer h = 0 (the mean over no
+        neighbours, as for a trained node without edges) and xhat = LeakyReLU(x W2 + b2)."""
+        x = F.normalize(self.mlp(features) if self.mlp is not None else features, dim=1)
+        return self._layers(x, None, None)
+
+    def _layers(
+        self,
+        x: torch.Tensor,
+        id_emb: torch.Tensor | None,
+        aggregate: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The L layers from x^(0) [n, w]: ``aggregate(y) = A_mean y`` (None: no edges, h = 0),
+        ``id_emb`` [n, d] the rows' ID embeddings (None: 0)."""
         for w1, w2, w3 in zip(self.aggregate, self.inject, self.combine, strict=True):
-            h = F.leaky_relu(sparse_mm(adj, x @ w1, adj_t))  # [U + I, w]
-            x_hat = F.leaky_relu(w2(x)) + id_emb  # [U + I, d]
-            x = F.leaky_relu(w3(torch.cat([h, x_hat], dim=1)))  # [U + I, d]
+            h = torch.zeros_like(x) if aggregate is None else F.leaky_relu(aggregate(x @ w1))
+            x_hat = F.leaky_relu(w2(x))  # [n, d]
+            if id_emb is not None:
+                x_hat = x_hat + id_emb
+            x = F.leaky_relu(w3(torch.cat([h, x_hat], dim=1)))  # [n, d]
         return x
 
 
@@ -185,3 +205,29 @@ class MMGCN(Recommender):
         reg = reg + sum(self.gcn[m].preference.pow(2).mean() for m in self.modalities)
         reg = self.config.reg_weight * reg
         return rank + reg, {"bpr": rank.detach(), "reg": reg.detach()}
+
+    # ---------------------------------------------------------------- serving hooks
+
+    @torch.no_grad()
+    def items_from_features(
+        self, features: dict[str, torch.Tensor], dataset: Dataset
+    ) -> torch.Tensor:
+        """Cold-start items: MMGCN's own equations for an item node with no edges.
+
+        Per modality m, x^(0) = l2-normalised MLP_m(f^m) (f^m raw for modalities without the
+        MLP), then for l = 1..L: h^(l) = 0 (the mean over no neighbours, as for any node
+        without edges), xhat^(l) = LeakyReLU(x^(l-1) W2_l + b2_l) + 0 (the item has no ID
+        embedding: 0; with the reference's frozen random table, its distribution's mean),
+        x^(l) = LeakyReLU([0 ; xhat^(l)] W3_l + b3_l); the vector is the fusion (mean, or sum)
+        of the x_m^(L). No edge reaches a trained node, so no existing score moves. A trained
+        item without training interactions whose ID row is 0 gets exactly this vector from its
+        own features; an item with interactions also receives graph messages, which a new item
+        lacks. Shapes: features {m: [n_new, width_m]} -> [n_new, d].
+        """
+        device = self.adj_mean.device
+        reps = [
+            self.gcn[m].isolated_items(features[m].to(device, torch.float32))
+            for m in self.modalities
+        ]
+        out = torch.stack(reps).sum(0)  # [n_new, d]
+        return out / len(reps) if self.config.fusion == "mean" else out
