@@ -54,14 +54,22 @@ from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     DROPEDGE_MODES,
     drop_edges,
-    kept_edges_adjacency,
     knn_graph,
     knn_join,
     propagate_joined,
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.models.base import (
+    Batch,
+    Recommender,
+    attach_ui_graph,
+    bpr_loss,
+    l2_batch,
+    register,
+    set_kept_edges,
+    xavier_embedding,
+)
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
 
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
@@ -180,20 +188,7 @@ class CRANE(Recommender):
         )
         self.act = ACTIVATIONS[config.activation]()
 
-        train = dataset.train.tocoo()
-        self._edge_users, self._edge_items = train.row.astype(np.int64), train.col.astype(np.int64)
-        self.register_buffer(
-            "adj_full",
-            kept_edges_adjacency(
-                self._edge_users,
-                self._edge_items,
-                np.ones(train.nnz, dtype=bool),
-                self.n_users,
-                self.n_items,
-            ),
-            persistent=False,
-        )
-        self.register_buffer("adj_train", self.adj_full, persistent=False)  # resampled per epoch
+        attach_ui_graph(self, dataset.train)  # adj_full; adj_train resampled per epoch (Eq. 2)
         interactions = to_torch_sparse(dataset.train)  # R [n_users, n_items], binary
         self.register_buffer("interactions", interactions, persistent=False)
         self.register_buffer("interactions_t", to_torch_sparse(dataset.train.T), persistent=False)
@@ -248,9 +243,7 @@ class CRANE(Recommender):
             self._edge_users, self._edge_items, self.n_users, self.n_items,
             self.config.dropedge, rng, self.config.dropedge_keep,
         )  # fmt: skip
-        self.adj_train = kept_edges_adjacency(
-            self._edge_users, self._edge_items, keep, self.n_users, self.n_items
-        ).to(self.adj_full.device)
+        set_kept_edges(self, keep)
         self._rebuild = True
 
     def _profiles(self, x_items: torch.Tensor, modality: str | None = None) -> torch.Tensor:

@@ -76,7 +76,6 @@ from torch import nn
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     drop_edges,
-    kept_edges_adjacency,
     knn_join,
     mixed_knn_adjacency,
     propagate,
@@ -88,9 +87,11 @@ from cranerec.models.base import (
     Batch,
     Recommender,
     attach_item_features,
+    attach_ui_graph,
     bpr_loss,
     item_features,
     register,
+    set_kept_edges,
     xavier_embedding,
 )
 
@@ -200,21 +201,7 @@ class FrozenGraphRecommender(Recommender):
         self.register_buffer("adj_item_t", to_torch_sparse(adj_item.T), persistent=False)
 
         # The user-item graph: full (inference) and pruned (training, resampled per epoch).
-        train = dataset.train.tocoo()
-        self._edge_users = train.row.astype(np.int64)
-        self._edge_items = train.col.astype(np.int64)
-        self.register_buffer(
-            "adj_full",
-            kept_edges_adjacency(
-                self._edge_users,
-                self._edge_items,
-                np.ones(train.nnz, dtype=bool),
-                self.n_users,
-                self.n_items,
-            ),
-            persistent=False,
-        )
-        self.register_buffer("adj_train", self.adj_full, persistent=False)
+        attach_ui_graph(self, dataset.train)
 
     # ---------------------------------------------------------------- graphs
 
@@ -237,9 +224,7 @@ class FrozenGraphRecommender(Recommender):
         if self.config.dropout <= 0.0:
             self.adj_train = self.adj_full
             return
-        self.adj_train = kept_edges_adjacency(
-            self._edge_users, self._edge_items, self.pruned_edges(rng), self.n_users, self.n_items
-        ).to(self.adj_full.device)
+        set_kept_edges(self, self.pruned_edges(rng))
 
     # ---------------------------------------------------------------- forward
 
