@@ -1,11 +1,13 @@
 """Seconds per training epoch and per validation pass, measured on a quiet machine.
 
     .venv/bin/python benchmarks/train_speed.py [--data ../shared/datasets/tiktok]
-        [--models pop bpr lightgcn] [--epochs 5]
+        [--models pop bpr lightgcn] [--epochs 5] [--presets crane=tiktok freedom=reference]
 
 Trains each model for a few epochs with the default settings (no early stopping involved) and
 prints the median seconds of a training epoch and of a validation pass (forward to embeddings +
-full-ranking evaluation), as the trainer records them in metrics.jsonl.
+full-ranking evaluation), as the trainer records them in metrics.jsonl, and the peak RSS of
+the process after each model (a high-water mark: run one model per call for its own figure).
+``--presets MODEL=PRESET`` trains that model with a named preset instead of its defaults.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT))
     p.add_argument("--models", nargs="+", default=["bpr", "lightgcn"])
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--presets", nargs="*", default=[], metavar="MODEL=PRESET")
     args = p.parse_args()
     if args.data != "synthetic" and not Path(args.data).exists():
         print(f"skipped: dataset not found at {args.data}")
@@ -41,19 +44,22 @@ def main() -> None:
         data = load_dataset(path=args.data)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"data: {data.name} ({data.n_users} users, {data.n_items} items, {data.train.nnz} train)")
+    presets = dict(x.split("=", 1) for x in args.presets)
     for model in args.models:
         cfg = build_config(
-            model=model, data=args.data,
+            model=model, data=args.data, preset=presets.get(model),
             overrides=[f"train.epochs={args.epochs}", "train.progress=false"],
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            train_run(cfg, tmp, data)
+            results = train_run(cfg, tmp, data)
             recs = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         ep = statistics.median(r["epoch_seconds"] for r in recs)
         ev = statistics.median(r["eval_seconds"] for r in recs)
+        label = f"{model} ({presets[model]})" if model in presets else model
         print(
-            f"{model:>10}: {ep:.3f} s/epoch, {ev:.3f} s/validation "
-            f"(median of {len(recs)} epochs, {torch.get_num_threads()} threads)"
+            f"{label:>16}: {ep:.3f} s/epoch, {ev:.3f} s/validation "
+            f"(median of {len(recs)} epochs, {torch.get_num_threads()} threads), "
+            f"peak RSS {results['peak_rss_mb']:.0f} MB"
         )
 
 
