@@ -16,5 +16,10 @@ train --seeds 1 2 3 --out "$OUT/crane-tiktok"
 # adopted rather than trained again.
 STORE=${STORE:-runs/experiments}
 .venv/bin/cranerec experiment ablation --store "$STORE" --adopt "$OUT/crane-tiktok/seed-1"
+# Seeds 2-3 of the three ablations that train in minutes (their seed 1 and the full model's seeds
+# are runs the store already holds), to tell their effect from seed-to-seed noise.
+.venv/bin/cranerec experiment benchmarks/crane_ablation_seeds.yaml --store "$STORE" \
+  --adopt "$OUT/crane-tiktok/seed-2" "$OUT/crane-tiktok/seed-3"
 .venv/bin/python benchmarks/crane_report.py --crane "$OUT/crane-tiktok" \
   --lightgcn runs/parity/tiktok-lightgcn --ablations "$STORE"
+.venv/bin/cranerec report "$STORE"
