@@ -99,3 +99,15 @@ def test_search_only_smoke_spec_carries_the_synthetic_banner(tmp_path):
     text = report.spec_report(spec, Store(tmp_path / "store"), tmp_path)
     assert "These results are on SYNTHETIC data" in text
     assert "paper grid" not in text  # the smoke version searches a 2 x 2 grid
+
+
+def test_embedding_map_users_bring_as_many_items_as_the_data_has():
+    from cranerec.experiments.report import map_users
+
+    # TikTok-like: most users have 1-3 items, a few have 3-4 or hundreds, none 5-40
+    degree = np.array([1] * 50 + [2] * 50 + [3] * 20 + [4] * 3 + [300] * 5)
+    users = map_users(degree, 8)
+    assert len(users) == 8 and set(degree[users]) <= {3, 4}
+    assert list(users) == sorted(users)
+    rich = np.array([1] * 50 + [7] * 10 + [300] * 5)
+    assert set(rich[map_users(rich, 8)]) == {7}

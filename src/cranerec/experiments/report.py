@@ -382,6 +382,19 @@ def figure_curves(
     return _save(fig, path)
 
 
+def map_users(degree: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` users an embedding map shows (sorted, drawn with a fixed seed): users with 5-40
+    training items, or, where the data has too few, the most items it has up to 40 (TikTok's users
+    have 1-4 items or hundreds: 3-4 there), so that each user brings several items."""
+    for low in (5, 4, 3, 2, 1):
+        pool = np.flatnonzero((degree >= low) & (degree <= 40))
+        if len(pool) >= n:
+            break
+    else:
+        pool = np.flatnonzero(degree > 0)
+    return np.sort(np.random.default_rng(0).choice(pool, size=min(n, len(pool)), replace=False))
+
+
 def figure_embedding_map(
     ctx: Context, section: ReportSection, dataset: str, groups: list[Group], path: Path
 ) -> tuple[Path, list[str]]:
@@ -401,12 +414,7 @@ def figure_embedding_map(
             f"the data of {dataset} changed since the runs (fingerprint {data.fingerprint})"
         )
     degree = np.diff(data.train.indptr)
-    pool = np.flatnonzero((degree >= 5) & (degree <= 40))
-    if len(pool) < section.n_users:
-        pool = np.flatnonzero(degree > 0)
-    users = np.sort(
-        np.random.default_rng(0).choice(pool, size=min(section.n_users, len(pool)), replace=False)
-    )
+    users = map_users(degree, section.n_users)
     owner: dict[int, int] = {}
     for k, u in enumerate(users):
         for i in data.train.indices[data.train.indptr[u] : data.train.indptr[u + 1]]:
