@@ -1,11 +1,17 @@
 """Print the parity table (markdown) from the run directories written by benchmarks/parity.sh.
 
     .venv/bin/python benchmarks/parity_table.py [RUNS_DIR] [--seeds 1 2 3]
+    .venv/bin/python benchmarks/parity_table.py RUNS_DIR --issue5 [--crane RUNS/crane-tiktok]
 
 For each dataset/model: test Recall@20 and NDCG@20 (mean ± std over the given seeds), the
 reference figure and our mean as a percentage of it, the best epoch, and the median seconds per
 training epoch and per validation pass read from metrics.jsonl (the median is robust to other
 work on the machine during a run).
+
+``--issue5`` prints instead the table of the baselines issue on TikTok: every model with test
+Recall@10/20 and NDCG@10/20 (mean ± std over seeds), epochs to best, the median s/epoch, the
+largest peak RSS of its runs, and the reference's R@20 / N@20 and s/epoch beside; ``--crane``
+adds CRANE's seed runs (``benchmarks/crane_tiktok.sh``) as a row.
 """
 
 from __future__ import annotations
@@ -33,6 +39,47 @@ REFERENCE = {
 }
 
 
+# Seconds per training epoch of the reference runs (MMRec, this machine; issue 5's table).
+REFERENCE_EPOCH_S = {
+    "vbpr": 0.6, "freedom": 1.6, "bm3": 2.0, "mmgcn": 13.8, "lattice": 33.0,
+    "crane_official": 133.0,
+}  # fmt: skip
+ISSUE5_MODELS = ("pop", "bpr", "lightgcn", "vbpr", "freedom", "bm3", "mmgcn", "lattice",
+                 "crane_official")  # fmt: skip
+
+
+def issue5_table(root: Path, seeds: list[int], crane: Path | None) -> None:
+    """The baselines issue's table on TikTok (see the module docstring)."""
+    metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+    print("| model | runs | " + " | ".join(f"test {m}" for m in metrics)
+          + " | best epoch | s/epoch | peak RSS MB | reference R@20 / N@20 | reference s/epoch |")  # fmt: skip
+    print("|---|---|" + "---|" * len(metrics) + "---|---|---|---|---|")
+    rows = [(m, root / f"tiktok-{m}") for m in ISSUE5_MODELS]
+    if crane is not None:
+        rows.append(("crane", crane))
+    for model, directory in rows:
+        runs = _runs(directory, seeds)
+        if not runs:
+            print(f"| {model} | 0 | " + " | ".join("-" for _ in metrics) + " | - | - | - | - | - |")
+            continue
+        res = [json.loads((r / "results.json").read_text()) for r in runs]
+        cells = [_fmt([x["test"][m] for x in res]) for m in metrics]
+        epoch_s = [
+            json.loads(line)["epoch_seconds"]
+            for r in runs
+            if (r / "metrics.jsonl").exists()  # pop trains no epoch
+            for line in (r / "metrics.jsonl").read_text().splitlines()
+        ]
+        best = _fmt([float(x["best_epoch"]) for x in res], 0) if res[0]["epochs_run"] else "-"
+        med = f"{statistics.median(epoch_s):.2f}" if epoch_s else "-"
+        rss = f"{max(x['peak_rss_mb'] for x in res):.0f}"
+        ref = REFERENCE.get(("tiktok", model))
+        ref_text = f"{ref[1]:.4f} / {ref[2]:.4f} ({ref[0]})" if ref else "-"
+        ref_s = REFERENCE_EPOCH_S.get(model, "-")
+        print(f"| {model} | {len(res)} | " + " | ".join(cells)
+              + f" | {best} | {med} | {rss} | {ref_text} | {ref_s} |")  # fmt: skip
+
+
 def _runs(directory: Path, seeds: list[int]) -> list[Path]:
     if (directory / "results.json").exists():
         return [directory]
@@ -53,7 +100,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("runs", nargs="?", default="runs/parity")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--issue5", action="store_true", help="the baselines issue's TikTok table")
+    p.add_argument("--crane", type=Path, help="with --issue5: CRANE's seed runs as a row")
     args = p.parse_args()
+    if args.issue5:
+        issue5_table(Path(args.runs), args.seeds, args.crane)
+        return
     print(
         "| data | model | runs | test Recall@20 | test NDCG@20 | reference (R@20 / N@20) | ours / reference | best epoch | s/epoch | s/validation |"
     )
