@@ -111,3 +111,21 @@ def test_embedding_map_users_bring_as_many_items_as_the_data_has():
     assert list(users) == sorted(users)
     rich = np.array([1] * 50 + [7] * 10 + [300] * 5)
     assert set(rich[map_users(rich, 8)]) == {7}
+
+
+def test_banner_says_when_only_some_runs_are_synthetic(tmp_path):
+    from conftest import tiny_spec
+
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(models=["bpr"], reference={}))
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    text = report.spec_report(spec, store, tmp_path)
+    assert "These results are on SYNTHETIC data" in text
+    row = store.runs(spec.name)[0]  # as if this run had been on real data
+    store.finish(row.run_id, {**row.results, "synthetic_data": False})
+    text = report.spec_report(spec, store, tmp_path)
+    assert "These results are on SYNTHETIC data" not in text
+    assert "Some of these runs are on SYNTHETIC data" in text
