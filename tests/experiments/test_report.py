@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import TINY_DATA
+from conftest import TINY_DATA, tiny_spec
 
 from cranerec.data.loaders import load_dataset
 from cranerec.experiments import report
@@ -114,8 +114,6 @@ def test_embedding_map_users_bring_as_many_items_as_the_data_has():
 
 
 def test_banner_says_when_only_some_runs_are_synthetic(tmp_path):
-    from conftest import tiny_spec
-
     from cranerec.experiments.runner import run_experiment
     from cranerec.experiments.spec import parse_spec
 
