@@ -44,6 +44,9 @@ def main() -> None:
         data = load_dataset(path=args.data)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"data: {data.name} ({data.n_users} users, {data.n_items} items, {data.train.nnz} train)")
+    bad = [x for x in args.presets if "=" not in x]
+    if bad:
+        p.error(f"--presets takes MODEL=PRESET pairs, got {bad}")
     presets = dict(x.split("=", 1) for x in args.presets)
     for model in args.models:
         cfg = build_config(
