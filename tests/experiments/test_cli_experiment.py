@@ -1,9 +1,10 @@
 """`cranerec experiment` and `cranerec report` from the command line."""
 
 import yaml
-from conftest import tiny_spec
 
 from cranerec.cli import main
+
+from .specs import tiny_spec
 
 
 def test_experiment_status_then_run_then_report(tmp_path, capsys):

@@ -7,13 +7,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import TINY_DATA, tiny_spec
 
 from cranerec.data.loaders import load_dataset
 from cranerec.experiments import report
 from cranerec.experiments.spec import ReportSection, load_spec
 from cranerec.experiments.store import Store
 from cranerec.train.config import resolve_config
+
+from .specs import TINY_DATA, tiny_spec
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ import os
 import socket
 
 import pytest
-from conftest import tiny_spec
 
 from cranerec.experiments.runner import plan_workers, register, run_experiment, status_text
 from cranerec.experiments.spec import parse_spec
 from cranerec.experiments.store import Store
 from cranerec.train.config import resolve_config
 from cranerec.train.run import train_run
+
+from .specs import tiny_spec
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 8, 16])

@@ -7,7 +7,6 @@ import uuid
 
 import optuna
 import pytest
-from conftest import tiny_spec
 
 from cranerec.config import ConfigError
 from cranerec.experiments.runner import start_workers, wait_for
@@ -23,6 +22,8 @@ from cranerec.experiments.search import (
 )
 from cranerec.experiments.spec import SearchSpec, parse_spec
 from cranerec.experiments.store import Store
+
+from .specs import tiny_spec
 
 POSTGRES_ENV = "CRANEREC_TEST_POSTGRES_URL"
 POSTGRES_DEFAULT = "postgresql://cranerec@127.0.0.1:5432/cranerec_test"

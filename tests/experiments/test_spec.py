@@ -2,7 +2,6 @@
 run ids that change exactly when the results could; the built-in suites load and state caps."""
 
 import pytest
-from conftest import tiny_spec
 
 from cranerec.config import ConfigError
 from cranerec.experiments.spec import (
@@ -14,6 +13,8 @@ from cranerec.experiments.spec import (
     runs_of,
 )
 from cranerec.models import MODELS
+
+from .specs import tiny_spec
 
 
 def test_runs_are_datasets_x_models_x_settings_x_seeds_in_order():
