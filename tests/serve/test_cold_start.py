@@ -28,6 +28,15 @@ def _tensors(data, rows):
     return {m: torch.from_numpy(x) for m, x in _features(data, rows).items()}
 
 
+def _served_with_new_items(make_run, data, name, rows):
+    """A trained run of ``name`` served with the items at ``rows`` added again as new ones
+    (ids ``new0``, ``new1``...): (recommender, those items' features)."""
+    rec = Recommender.load(make_run(name), dataset=data)
+    feats = _features(data, rows)
+    rec.add_items(feats, [f"new{j}" for j in range(len(rows))])
+    return rec, feats
+
+
 def test_the_models_with_a_content_path_and_info_says_which(make_run, tiny_data):
     assert sorted(n for n, cls in MODELS.items() if cls.has_content_path()) == CONTENT_MODELS
     assert not any(MODELS[n].has_content_path() for n in ("lightgcn", "bpr", "pop"))
@@ -183,11 +192,8 @@ def test_vbpr_new_items_use_the_learned_projection(make_run, tiny_data):
 
 
 def test_freedom_new_items_join_the_frozen_item_graph(make_run, tiny_data):
-    run = make_run("freedom")
-    rec = Recommender.load(run, dataset=tiny_data)
     rows = [2, 30]
-    feats = _features(tiny_data, rows)
-    rec.add_items(feats, ["p", "q"])
+    rec, feats = _served_with_new_items(make_run, tiny_data, "freedom", rows)
     # by hand: per modality the top-k cosine among trained items + the item itself (last),
     # each weighted w_m / k; h^(1) = S item_emb (the item's own h^(0) is 0)
     model, _ = rec._trained_model()
@@ -223,10 +229,8 @@ def _joined_row(trained, new, k):
 
 
 def test_lattice_new_items_join_the_item_graph(make_run, tiny_data):
-    rec = Recommender.load(make_run("lattice"), dataset=tiny_data)
     rows = [2, 30]
-    feats = _features(tiny_data, rows)
-    rec.add_items(feats, ["p", "q"])
+    rec, feats = _served_with_new_items(make_run, tiny_data, "lattice", rows)
     # by hand: per kNN part the new row over the trained items and itself, normalised by
     # 1/sqrt(its own sum x the trained row's sum); h = S[new] [I ; 0], vector h / ||h||
     model, _ = rec._trained_model()
@@ -278,10 +282,8 @@ def test_bm3_new_items_take_h_from_the_modality_predictions(make_run, tiny_data)
 
 
 def test_camgr_new_items_read_their_neighbours_and_the_trained_attention(make_run, tiny_data):
-    rec = Recommender.load(make_run("camgr"), dataset=tiny_data)
     rows = [2, 30]
-    feats = _features(tiny_data, rows)
-    rec.add_items(feats, ["p", "q"])
+    rec, feats = _served_with_new_items(make_run, tiny_data, "camgr", rows)
     # by hand: Htilde_m = the row-normalised kept cosines (the item itself last, its H'' 0)
     # times H''_m; a dense softmax over the trained entities' keys; gates at H_n = 0
     model, _ = rec._trained_model()
