@@ -185,6 +185,20 @@ def attach_item_features(
             module.register_buffer(f"feat_{m}", x, persistent=False)
 
 
+def image_first(modalities, image_modality: str) -> list[str]:
+    """The modalities with ``image_modality`` first (the MMRec references' v_feat slot, which
+    gets their image weight), the others in the order given."""
+    return sorted(modalities, key=lambda m: m != image_modality)
+
+
+def feature_projections(
+    features: dict[str, np.ndarray], modalities: list[str], width: int, bias: bool = True
+) -> nn.ModuleDict:
+    """One ``nn.Linear(width_m, width)`` per modality, from the feature table's width (PyTorch's
+    default initialisation; created in ``modalities`` order)."""
+    return nn.ModuleDict({m: nn.Linear(features[m].shape[1], width, bias=bias) for m in modalities})
+
+
 def attach_ui_graph(module: nn.Module, train: sp.spmatrix) -> None:
     """The user-item graph of a model that samples its edges each epoch: the training edges
     (``module._edge_users``, ``module._edge_items``, numpy) and two buffers, ``adj_full`` (the

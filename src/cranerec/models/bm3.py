@@ -58,6 +58,7 @@ from cranerec.models.base import (
     Batch,
     Recommender,
     attach_item_features,
+    feature_projections,
     frobenius_reg,
     item_features,
     register,
@@ -119,9 +120,7 @@ class BM3(Recommender):
         nn.init.xavier_normal_(self.predictor.weight)
         self.modalities = dataset.modalities
         attach_item_features(self, dataset.features, self.modalities, config.tune_features)
-        self.project = nn.ModuleDict(
-            {m: nn.Linear(dataset.features[m].shape[1], d) for m in self.modalities}
-        )  # f_m
+        self.project = feature_projections(dataset.features, self.modalities, d)  # f_m
         for layer in self.project.values():
             nn.init.xavier_normal_(layer.weight)
 

@@ -65,6 +65,7 @@ from cranerec.models.base import (
     Recommender,
     attach_ui_graph,
     bpr_loss,
+    feature_projections,
     l2_batch,
     register,
     set_kept_edges,
@@ -202,9 +203,7 @@ class CRANE(Recommender):
             if config.feature_norm == "l2":
                 x = F.normalize(x, dim=1)
             self.register_buffer(f"feat_{m}", x, persistent=False)
-        self.project = nn.ModuleDict(
-            {m: nn.Linear(dataset.features[m].shape[1], config.rca_width) for m in self.modalities}
-        )
+        self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
         # Attention-weighted profiles: one query vector per modality (Sec. 4.8, our definition).
         self.profile_query = (
             nn.ParameterDict(

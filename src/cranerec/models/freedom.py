@@ -71,7 +71,6 @@ from functools import partial
 
 import numpy as np
 import torch
-from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
@@ -89,6 +88,8 @@ from cranerec.models.base import (
     attach_item_features,
     attach_ui_graph,
     bpr_loss,
+    feature_projections,
+    image_first,
     item_features,
     register,
     set_kept_edges,
@@ -181,13 +182,10 @@ class FrozenGraphRecommender(Recommender):
         # learned projections to d (the reference's image_trs / text_trs).
         # The image modality first (it gets mm_image_weight, as the reference's v_feat does);
         # without one, the dataset's order.
-        self.modalities = sorted(dataset.features, key=lambda m: m != config.image_modality)
+        self.modalities = image_first(dataset.features, config.image_modality)
         attach_item_features(self, dataset.features, self.modalities, config.tune_features)
-        self.project = nn.ModuleDict(
-            {
-                m: nn.Linear(dataset.features[m].shape[1], d, bias=self.projection_bias)
-                for m in self.modalities
-            }
+        self.project = feature_projections(
+            dataset.features, self.modalities, d, bias=self.projection_bias
         )
 
         # The frozen item graph S [n_items, n_items] from the features as loaded.

@@ -107,6 +107,8 @@ from cranerec.models.base import (
     Recommender,
     attach_item_features,
     bpr_loss,
+    feature_projections,
+    image_first,
     item_features,
     l2_batch,
     register,
@@ -185,14 +187,9 @@ class LATTICE(Recommender):
 
         # Raw features (copied: fine-tuning must not write into the dataset) and their
         # projections (the reference's image_trs / text_trs), image first.
-        self.modalities = sorted(dataset.features, key=lambda m: m != config.image_modality)
+        self.modalities = image_first(dataset.features, config.image_modality)
         attach_item_features(self, dataset.features, self.modalities, config.tune_features)
-        self.project = nn.ModuleDict(
-            {
-                m: nn.Linear(dataset.features[m].shape[1], config.projection_dim)
-                for m in self.modalities
-            }
-        )
+        self.project = feature_projections(dataset.features, self.modalities, config.projection_dim)
         k_mod = len(self.modalities)
         self.modal_weight = nn.Parameter(torch.full((k_mod,), 0.5)) if k_mod > 1 else None
 
