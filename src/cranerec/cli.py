@@ -144,7 +144,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from cranerec.data.loaders import save_matrices, save_mmrec
+    from cranerec.data.loaders import mmrec_feature_settings, save_matrices, save_mmrec
 
     dataset = _load_for_data_command(args.src, args.format, args.set)
     if dataset.synthetic:
@@ -156,6 +156,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     _out(
         f"wrote {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) as {args.to}: {target}"
     )
+    if args.to == "mmrec" and dataset.modalities:
+        _out(
+            "MMRec reads only the feature files its dataset config names (a missing one is "
+            "skipped without a word); put these lines in it:"
+        )
+        for line in mmrec_feature_settings(dataset):
+            _out(f"  {line}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -78,6 +79,8 @@ def test_convert_round_trip_matrices_mmrec_matrices(capsys, tmp_path, matrices_d
     code, out, _ = run(capsys, "data", "convert", str(matrices_dir), str(mm), "--to", "mmrec")
     assert code == 0 and "as mmrec" in out
     assert (mm / "mats.inter").is_file() and (mm / "audio_feat.npy").is_file()
+    # MMRec would skip audio_feat.npy silently unless its dataset config names it
+    assert "vision_feature_file: 'audio_feat.npy'" in out
     code, _, _ = run(capsys, "data", "convert", str(mm), str(back), "--to", "matrices")
     assert code == 0
 
@@ -117,3 +120,18 @@ def test_converted_synthetic_data_stays_marked_synthetic(tmp_path, capsys):
     capsys.readouterr()
     main(["data", "describe", str(tmp_path / "m")])
     assert SYNTHETIC_BANNER in capsys.readouterr().out
+
+
+def test_convert_to_mmrec_says_which_feature_files_mmrec_must_be_told_about(tmp_path):
+    from cranerec.data.loaders import mmrec_feature_settings
+
+    ds = load_dataset(path="synthetic", synthetic_users=60, synthetic_items=40)
+    three = dataclasses.replace(
+        ds, features={"audio": ds.features["image"], "image": ds.features["image"],
+                      "text": ds.features["text"]},
+    )  # fmt: skip
+    assert mmrec_feature_settings(three) == [
+        "vision_feature_file: 'image_feat.npy'",
+        "text_feature_file: 'audio_feat.npy'",
+        "# not read by MMRec (two feature files at most): text",
+    ]

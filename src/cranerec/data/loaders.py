@@ -333,6 +333,20 @@ def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None)
     return inter
 
 
+def mmrec_feature_settings(dataset: Dataset) -> list[str]:
+    """What an MMRec dataset config must say for MMRec to read this dataset's features: MMRec
+    reads at most two files, named by ``vision_feature_file`` (default ``image_feat.npy``) and
+    ``text_feature_file`` (default ``text_feat.npy``), and silently skips a named file that does
+    not exist. Returns YAML lines (the image modality, else the first, as the vision file; the
+    next as the text file) and a comment for any modality MMRec cannot take."""
+    mods = sorted(dataset.modalities, key=lambda m: m != "image")
+    lines = [f"{key}: '{m}{FEAT_SUFFIX}'" for key, m in
+             zip(("vision_feature_file", "text_feature_file"), mods, strict=False)]  # fmt: skip
+    if len(mods) > 2:
+        lines.append(f"# not read by MMRec (two feature files at most): {', '.join(mods[2:])}")
+    return lines
+
+
 # ---------------------------------------------------------------------------- pickled matrices
 
 
