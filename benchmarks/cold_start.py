@@ -29,9 +29,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _data import load_or_skip
 
 from cranerec.data.dataset import Dataset
-from cranerec.data.loaders import load_dataset
 from cranerec.serve import Recommender
 from cranerec.train import build_config, train_run
 
@@ -116,10 +116,9 @@ def main() -> int:
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--set", nargs="+", default=[], help="settings for every model's run")
     args = p.parse_args()
-    if args.data != "synthetic" and not Path(args.data).exists():
-        print(f"skipped: dataset not found at {args.data}")
+    data = load_or_skip(args.data)
+    if data is None:
         return 0
-    data = load_dataset(path=args.data)
     warm, cold = split_cold(data, args.fraction, args.seed)
     print(
         f"{data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(cold):,} cold items "

@@ -17,14 +17,13 @@ import os
 import platform
 import statistics
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from _data import load_or_skip
 
-from cranerec.data import load_dataset
 from cranerec.models import get_model_class
 from cranerec.train import build_config
 from cranerec.train.sampler import InteractionSampler
@@ -53,12 +52,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--set", nargs="*", default=[])
     args = p.parse_args()
-    if not Path(args.data).exists():
-        print(f"skipped: dataset not found at {args.data}")
+    data = load_or_skip(args.data)
+    if data is None:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = load_dataset(path=args.data)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     cfg = build_config(model="crane", data=args.data, overrides=args.set)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
-from cranerec.data import load_dataset
+from _data import load_or_skip
+
 from cranerec.train import build_config, train_run
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
@@ -113,12 +113,9 @@ def main() -> None:
     if args.table:
         print_table(args.runs)
         return
-    if not Path(args.data).exists():
-        print(f"skipped: dataset not found at {args.data}")
+    data = load_or_skip(args.data)
+    if data is None:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = load_dataset(path=args.data)
     for stage in ("1", "2") if args.stage == "all" else (args.stage,):
         common, trials = STAGES[stage]
         for name, sets in trials.items():

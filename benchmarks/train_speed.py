@@ -18,12 +18,11 @@ import os
 import platform
 import statistics
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
+from _data import load_or_skip
 
-from cranerec.data import load_dataset
 from cranerec.train import build_config, train_run
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
@@ -36,12 +35,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--presets", nargs="*", default=[], metavar="MODEL=PRESET")
     args = p.parse_args()
-    if args.data != "synthetic" and not Path(args.data).exists():
-        print(f"skipped: dataset not found at {args.data}")
+    data = load_or_skip(args.data)
+    if data is None:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = load_dataset(path=args.data)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"data: {data.name} ({data.n_users} users, {data.n_items} items, {data.train.nnz} train)")
     bad = [x for x in args.presets if "=" not in x]
