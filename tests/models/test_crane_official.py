@@ -72,6 +72,42 @@ def test_output_matches_multihead_attention_called_directly(tiny_data):
     np.testing.assert_allclose(got_items.numpy(), item_out + s @ fused, rtol=1e-4, atol=1e-5)
 
 
+def _naive_attention_across_items(model) -> np.ndarray:
+    """What the published code's attention computes, written out in NumPy: for each modality k
+    separately, 4-head scaled dot-product self-attention over the ITEMS (rows of T[:, k]),
+    then the output projection. [n_items, K, d]."""
+    att = model.attention
+    w_in, b_in = oracle._np(att.in_proj_weight), oracle._np(att.in_proj_bias)
+    w_out, b_out = oracle._np(att.out_proj.weight), oracle._np(att.out_proj.bias)
+    x = oracle._np(_stacked(model)).astype(np.float64)
+    n, k_mod, d = x.shape
+    heads = att.num_heads
+    dh = d // heads
+    out = np.zeros_like(x)
+    for k in range(k_mod):
+        q, key, v = np.split(x[:, k] @ w_in.T + b_in, 3, axis=1)  # [N, d] each
+        per_head = []
+        for h in range(heads):
+            cols = slice(h * dh, (h + 1) * dh)
+            scores = q[:, cols] @ key[:, cols].T / np.sqrt(dh)  # [N, N]: item against item
+            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+            per_head.append((scores / scores.sum(axis=1, keepdims=True)) @ v[:, cols])
+        out[:, k] = np.concatenate(per_head, axis=1) @ w_out.T + b_out
+    return out
+
+
+def test_attention_is_per_modality_attention_over_items_by_hand(tiny_data):
+    model = _model(tiny_data).eval()
+    with torch.no_grad():
+        nn.init.normal_(model.attention.in_proj_bias, std=0.1)  # nonzero biases are checked too
+        nn.init.normal_(model.attention.out_proj.bias, std=0.1)
+        got = model.attention_outputs().numpy()
+    np.testing.assert_allclose(got, _naive_attention_across_items(model), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        got_f = model.item_graph_input().numpy()
+    np.testing.assert_allclose(got_f, got.mean(axis=1), rtol=1e-6, atol=1e-7)
+
+
 def test_attention_mixes_across_items(tiny_data):
     model = _model(tiny_data).eval()
     with torch.no_grad():
