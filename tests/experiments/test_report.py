@@ -3,6 +3,7 @@ plot keeps synthetic shapes and real data apart and says when it is all syntheti
 embedding map says what its markers are, and a search-only smoke spec carries the SYNTHETIC
 banner."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,12 +36,30 @@ def _spec(**kw):
 def _run(model, dataset, users, items, seconds, rss, synthetic):
     data = {"n_users": users, "n_items": items, "n_interactions": 10 * users,
             "synthetic": synthetic}  # fmt: skip
-    results = {"data": data, "epoch_seconds_mean": seconds, "peak_rss_mb": rss}
+    results = {"data": data, "epoch_seconds_mean": 5 * seconds, "epoch_seconds_median": seconds,
+               "peak_rss_mb": rss}  # fmt: skip
     return SimpleNamespace(model=model, dataset=dataset, seed=1, results=results)
 
 
 def _ctx(runs):
-    return SimpleNamespace(spec=_spec(), done=runs, rel=lambda r: f"runs/{r.model}-{r.dataset}")
+    ctx = SimpleNamespace(spec=_spec(), done=runs, rel=lambda r: f"runs/{r.model}-{r.dataset}")
+    ctx.epoch_seconds = lambda r: report.Context.epoch_seconds(ctx, r)
+    return ctx
+
+
+def test_seconds_per_epoch_is_the_median_even_for_runs_that_predate_it(tmp_path):
+    """A run paused for 40 minutes in one epoch keeps its typical epoch time in the tables."""
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"epoch": e + 1, "epoch_seconds": t}) + "\n"
+                for e, t in enumerate([1.1, 2400.0, 1.0, 1.2, 0.9]))
+    )  # fmt: skip
+    ctx = SimpleNamespace(run_path=lambda r: tmp_path)
+    old = SimpleNamespace(results={"epoch_seconds_mean": 480.8})  # no median recorded
+    assert report.Context.epoch_seconds(ctx, old) == pytest.approx(1.1)
+    new = SimpleNamespace(results={"epoch_seconds_mean": 480.8, "epoch_seconds_median": 1.1})
+    assert report.Context.epoch_seconds(ctx, new) == 1.1
+    (tmp_path / "metrics.jsonl").unlink()
+    assert report.Context.epoch_seconds(ctx, old) == 480.8  # nothing better to go on
 
 
 def test_efficiency_plot_never_joins_synthetic_shapes_to_real_data(figures, tmp_path):
@@ -60,6 +79,8 @@ def test_efficiency_plot_never_joins_synthetic_shapes_to_real_data(figures, tmp_
         assert lines["crane (synthetic)"] == {4861 + 1763, 9723 + 3525}
         assert lines["crane (real data)"] == {2330 + 5000, 4660 + 6000}
         assert "freedom (real data)" in lines and "freedom (synthetic)" in lines
+    times = {ln.get_label(): list(ln.get_ydata()) for ln in ax_t.get_lines()}
+    assert times["crane (synthetic)"] == [2.0, 7.0]  # the runs' median epochs, not their means
     assert {"quadratic", "linear (through crane's smallest)"} <= {
         ln.get_label() for ln in ax_t.get_lines()
     }

@@ -52,6 +52,7 @@ def test_run_directory_contents(tiny_data, tmp_path):
         "valid",
         "test",
         "epoch_seconds_mean",
+        "epoch_seconds_median",
         "eval_seconds_mean",
         "peak_rss_mb",
         "torch_threads",

@@ -167,6 +167,11 @@ def train_run(
         "test": test.metrics,
         "n_eval_users": {"valid": len(valid.users), "test": len(test.users)},
         "epoch_seconds_mean": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
+        # the median is what tables quote: one epoch stretched by a paused or busy machine
+        # moves the mean, not the median
+        "epoch_seconds_median": (
+            float(np.median(state.epoch_seconds)) if state.epoch_seconds else 0.0
+        ),
         "eval_seconds_mean": float(np.mean(eval_times)),
         "peak_rss_mb": peak_rss_mb(),
         "torch_threads": torch.get_num_threads(),
@@ -224,10 +229,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "best_epoch",
         "epochs_run",
         "epoch_seconds_mean",
+        "epoch_seconds_median",
         "eval_seconds_mean",
         "peak_rss_mb",
     ):
-        out[key] = stats([float(r[key]) for r in runs])
+        out[key] = stats([float(r[key]) for r in runs if key in r])
     return out
 
 
