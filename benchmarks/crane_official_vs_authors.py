@@ -154,7 +154,7 @@ def compare(dump_path: str, data: str, atol: float) -> int:
         print(f"the dump has {ref['n_users']} users / {ref['n_items']} items, the data "
               f"{dataset.n_users} / {dataset.n_items}: not the same dataset")  # fmt: skip
         return 1
-    point = {k: v for k, v in FREEDOM_POINT.items()}
+    point = dict(FREEDOM_POINT)
     point["dropout"] = ref["dropout"]
     torch.manual_seed(ref["seed"])
     model = CRANEOfficial(dataset, CRANEOfficialConfig(**point))

@@ -22,6 +22,7 @@ from _data import load_or_skip
 from cranerec.train import build_config, train_run
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
+VARIANTS = ("raw", "zscore", "l2", "shuffled", "zero")
 
 
 def transform(x: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
@@ -42,7 +43,7 @@ def transform(x: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DEFAULT))
-    p.add_argument("--variants", nargs="+", default=["raw", "zscore", "l2", "shuffled", "zero"])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="runs/vbpr-features")
     args = p.parse_args()

@@ -54,6 +54,7 @@ def test_seconds_per_epoch_is_the_median_even_for_runs_that_predate_it(tmp_path)
                 for e, t in enumerate([1.1, 2400.0, 1.0, 1.2, 0.9]))
     )  # fmt: skip
     ctx = SimpleNamespace(run_path=lambda r: tmp_path)
+    ctx.epochs = lambda r: report.Context.epochs(ctx, r)
     old = SimpleNamespace(results={"epoch_seconds_mean": 480.8})  # no median recorded
     assert report.Context.epoch_seconds(ctx, old) == pytest.approx(1.1)
     new = SimpleNamespace(results={"epoch_seconds_mean": 480.8, "epoch_seconds_median": 1.1})
@@ -106,6 +107,7 @@ def test_embedding_map_says_which_marker_is_a_user_under_any_title(figures, tmp_
     run = SimpleNamespace(config=config, fingerprint=data.fingerprint, seed=1)
     group = report.Group("synthetic", "bpr", "bpr", "", [run])
     ctx = SimpleNamespace(run_path=lambda r: tmp_path)
+    ctx.epochs = lambda r: report.Context.epochs(ctx, r)
     section = ReportSection(kind="embedding_map", title="Users and their items (Fig. 6)", n_users=4)
     report.figure_embedding_map(ctx, section, "synthetic", [group], tmp_path / "map.png")
     (fig,) = figures

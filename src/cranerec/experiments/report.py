@@ -27,6 +27,7 @@ import yaml
 from cranerec.experiments.spec import ExperimentSpec, ReportSection, lookup, parse_spec
 from cranerec.experiments.stats import RowRuns, compare_rows, mean_std, rank_marks
 from cranerec.experiments.store import RunRow, Store
+from cranerec.train.trainer import METRICS
 from cranerec.utils.io import write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,6 @@ class Group:
     def values(self, split: str, metric: str) -> list[float]:
         return [r.results[split][metric] for r in self.runs]
 
-    def stat(self, key: str) -> list[float]:
-        return [float(r.results[key]) for r in self.runs if r.results.get(key) is not None]
-
 
 class Context:
     """One spec's runs in a store, grouped the way its report sections ask."""
@@ -103,6 +101,11 @@ class Context:
     def run_path(self, row: RunRow) -> Path:
         return self.store.run_dir(row.run_id)
 
+    def epochs(self, row: RunRow) -> list[dict[str, Any]]:
+        """The run's ``metrics.jsonl``: one record per trained epoch."""
+        text = (self.run_path(row) / METRICS).read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
     def epoch_seconds(self, row: RunRow) -> float:
         """A run's median seconds per training epoch (robust to an epoch stretched by a paused
         or busy machine): from its results, else from its ``metrics.jsonl`` (runs finished
@@ -110,8 +113,7 @@ class Context:
         if row.results.get("epoch_seconds_median") is not None:
             return float(row.results["epoch_seconds_median"])
         try:
-            with open(self.run_path(row) / "metrics.jsonl") as f:
-                times = [json.loads(line)["epoch_seconds"] for line in f if line.strip()]
+            times = [e["epoch_seconds"] for e in self.epochs(row)]
         except (OSError, KeyError, ValueError):
             times = []
         return float(np.median(times)) if times else float(row.results["epoch_seconds_mean"])
@@ -370,8 +372,7 @@ def figure_curves(
     for g in groups:
         curves = []
         for r in g.runs:
-            lines = (ctx.run_path(r) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-            curves.append([json.loads(x)["valid"][metric] for x in lines if x.strip()])
+            curves.append([e["valid"][metric] for e in ctx.epochs(r)])
         n = min(len(c) for c in curves)
         if n == 0:
             continue
