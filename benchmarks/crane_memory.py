@@ -3,9 +3,10 @@
 features, as in the MMRec release).
 
     .venv/bin/python benchmarks/crane_memory.py [--users 19445 --items 7050 --interactions 160792]
-        [--widths 4096 384] [--set model.knn_k=15 ...]
+        [--widths 4096 384] [--set model.knn_k=15 train.device=cuda ...]
 
-Prints the epoch's seconds and the process's peak RSS (target for Baby's shape: under 8 GB).
+Prints the epoch's seconds and the process's peak RSS (target for Baby's shape: under 8 GB),
+and with ``--set train.device=cuda`` the peak GPU memory.
 The data are random (SYNTHETIC): this measures cost, not quality.
 """
 
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from cranerec.data import Dataset
 from cranerec.train import build_config, train_run
@@ -59,6 +61,7 @@ def main() -> None:
     cfg = build_config(
         model="crane", overrides=["train.epochs=1", "train.progress=false", *args.set]
     )
+    cuda = cfg.train.device.startswith("cuda")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         res = train_run(cfg, tmp, data)
@@ -67,6 +70,7 @@ def main() -> None:
         f"one CRANE epoch: {res['epoch_seconds_mean']:.1f} s training + {res['eval_seconds_mean']:.1f} s "
         f"validation ({total:.1f} s with set-up and final evaluation); peak RSS {peak_rss_mb():.0f} MB "
         f"(target < 8192 MB)"
+        + (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if cuda else "")
     )
 
 

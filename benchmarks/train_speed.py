@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/train_speed.py [--data ../shared/datasets/tiktok]
         [--models pop bpr lightgcn] [--epochs 5] [--presets crane=tiktok freedom=reference]
+        [--device cuda]
 
 Trains each model for a few epochs with the default settings (no early stopping involved) and
 prints the median seconds of a training epoch and of a validation pass (forward to embeddings +
 full-ranking evaluation), as the trainer records them in metrics.jsonl, and the peak RSS of
 the process after each model (a high-water mark: run one model per call for its own figure).
 ``--presets MODEL=PRESET`` trains that model with a named preset instead of its defaults.
+``--device cuda`` trains on the GPU and also prints each model's peak GPU memory.
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["bpr", "lightgcn"])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--presets", nargs="*", default=[], metavar="MODEL=PRESET")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = p.parse_args()
     data = load_or_skip(args.data)
     if data is None:
         return
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        print(f"device: {torch.cuda.get_device_name(torch.device(args.device))}")
     print(f"data: {data.name} ({data.n_users} users, {data.n_items} items, {data.train.nnz} train)")
     bad = [x for x in args.presets if "=" not in x]
     if bad:
@@ -47,11 +53,18 @@ def main() -> None:
     for model in args.models:
         cfg = build_config(
             model=model, data=args.data, preset=presets.get(model),
-            overrides=[f"train.epochs={args.epochs}", "train.progress=false"],
+            overrides=[f"train.epochs={args.epochs}", "train.progress=false",
+                       f"train.device={args.device}"],
         )  # fmt: skip
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         with tempfile.TemporaryDirectory() as tmp:
             results = train_run(cfg, tmp, data)
-            recs = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+            log = Path(tmp) / "metrics.jsonl"
+            recs = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        if not recs:
+            print(f"{model:>16}: not trained ({results['stop_reason']})")
+            continue
         ep = statistics.median(r["epoch_seconds"] for r in recs)
         ev = statistics.median(r["eval_seconds"] for r in recs)
         label = f"{model} ({presets[model]})" if model in presets else model
@@ -59,6 +72,11 @@ def main() -> None:
             f"{label:>16}: {ep:.3f} s/epoch, {ev:.3f} s/validation "
             f"(median of {len(recs)} epochs, {torch.get_num_threads()} threads), "
             f"peak RSS {results['peak_rss_mb']:.0f} MB"
+            + (
+                f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+                if cuda
+                else ""
+            )
         )
 
 

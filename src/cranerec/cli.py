@@ -9,8 +9,8 @@ cranerec data convert SRC DST --to mmrec|matrices
 cranerec models
 cranerec recommend RUN_DIR [--users all|FILE] [--k 20] --out recs.parquet|recs.csv
 cranerec serve RUN_DIR [--host 127.0.0.1] [--port 8000]
-cranerec experiment SPEC.yaml|SUITE [--smoke] [--store DIR] [--workers N] [--status] [--adopt RUN_DIR...]
-                    [--retry-failed] [--storage URL]
+cranerec experiment SPEC.yaml|SUITE [--smoke] [--store DIR] [--workers N] [--device cuda] [--status]
+                    [--adopt RUN_DIR...] [--retry-failed] [--storage URL]
 cranerec report RESULTS [--out FILE.md] [--storage URL]
 """
 
@@ -292,8 +292,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         _out(status_text(spec, store, args.storage))
         return 0
     counts = run_experiment(
-        spec, store, workers=args.workers, retry_failed=args.retry_failed, storage=args.storage
-    )
+        spec, store, workers=args.workers, retry_failed=args.retry_failed, storage=args.storage,
+        device=args.device,
+    )  # fmt: skip
     if spec.models:
         _out(f"{spec.name}: runs " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if spec.search is not None:
@@ -337,6 +338,11 @@ def _add_experiment_parsers(sub) -> None:
         "default runs/experiments, or runs/experiments-smoke with --smoke",
     )
     x.add_argument("--workers", type=int, default=1, help="local worker processes (cores shared)")
+    x.add_argument(
+        "--device",
+        help="train every run on this device (cpu, cuda[:N]) instead of the one its config names; "
+        "no part of a run's id, so runs move between CPU and GPU machines",
+    )
     x.add_argument(
         "--status", action="store_true", help="show done/running/failed/pending and exit"
     )

@@ -1,5 +1,7 @@
 """`cranerec experiment` and `cranerec report` from the command line."""
 
+import json
+
 import yaml
 
 from cranerec.cli import main
@@ -51,3 +53,30 @@ def test_adopt_takes_a_cranerec_train_run_into_the_store(tmp_path, capsys):
     assert main([*args, "--status"]) == 0
     out = capsys.readouterr().out
     assert "adopted as run" in out and "1/1 done" in out
+
+
+def test_device_moves_every_run_without_changing_its_id(tmp_path, capsys):
+    """A spec written for a GPU (train.device: cuda) runs here with --device cpu, under the ids
+    the same spec written for the CPU gets: a store moves between machines."""
+    gpu, cpu = tmp_path / "gpu.yaml", tmp_path / "cpu.yaml"
+    raw = tiny_spec(models=["bpr"], seeds=[1], reference={})
+    cpu.write_text(yaml.safe_dump(raw))
+    raw["base"]["train"]["device"] = "cuda"
+    gpu.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "store"
+    assert main(["experiment", str(gpu), "--store", str(store), "--device", "cpu"]) == 0
+    assert "done 1" in capsys.readouterr().out
+    assert main(["experiment", str(cpu), "--store", str(store), "--status"]) == 0
+    assert "1/1 done" in capsys.readouterr().out
+    (run,) = (store / "runs").iterdir()
+    assert json.loads((run / "results.json").read_text())["device"] == "cpu"
+
+
+def test_an_absent_device_is_one_clear_error_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(models=["bpr"], seeds=[1], reference={})))
+    store = tmp_path / "store"
+    assert main(["experiment", str(spec), "--store", str(store), "--device", "cuda"]) == 2
+    assert "'cuda' requested" in capsys.readouterr().err
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())

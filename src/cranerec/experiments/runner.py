@@ -227,8 +227,16 @@ def summarize_results(
     return out
 
 
-def execute(store: Store, run_id_: str, threads: int, cache: DataCache | None = None) -> str:
-    """Train one claimed run; record it done or failed. Returns the final status."""
+def execute(
+    store: Store,
+    run_id_: str,
+    threads: int,
+    cache: DataCache | None = None,
+    device: str | None = None,
+) -> str:
+    """Train one claimed run (on ``device`` when given, else the device its config names; the
+    device, like the threads, is no part of a run's id); record it done or failed. Returns the
+    final status."""
     from cranerec.train.config import resolve_config
     from cranerec.train.run import train_run
 
@@ -238,6 +246,8 @@ def execute(store: Store, run_id_: str, threads: int, cache: DataCache | None = 
         config = resolve_config(row.config)
         config.train.threads = threads
         config.train.progress = False
+        if device is not None:
+            config.train.device = device
         dataset = (cache or DataCache()).get(config.data)
         if dataset.fingerprint != row.fingerprint:
             raise RuntimeError(
@@ -268,10 +278,10 @@ def execute(store: Store, run_id_: str, threads: int, cache: DataCache | None = 
         return "failed"
 
 
-def _execute_isolated(store_root: str, run_id_: str, threads: int) -> None:
+def _execute_isolated(store_root: str, run_id_: str, threads: int, device: str | None) -> None:
     """Process target of an isolated run (a fresh process: its peak memory is its own)."""
     _configure_child(threads)
-    execute(Store(store_root), run_id_, threads)
+    execute(Store(store_root), run_id_, threads, device=device)
 
 
 def _configure_child(threads: int) -> None:
@@ -284,7 +294,14 @@ def _configure_child(threads: int) -> None:
 # ---------------------------------------------------------------------------------- workers
 
 
-def work(store: Store, spec_name: str, threads: int, isolate: bool = False, on_run=None) -> int:
+def work(
+    store: Store,
+    spec_name: str,
+    threads: int,
+    isolate: bool = False,
+    on_run=None,
+    device: str | None = None,
+) -> int:
     """Claim and train runs of ``spec_name`` until none is left; returns how many were taken."""
     cache = DataCache()
     n = 0
@@ -303,7 +320,7 @@ def work(store: Store, spec_name: str, threads: int, isolate: bool = False, on_r
         )
         if isolate:
             proc = mp.get_context("spawn").Process(
-                target=_execute_isolated, args=(str(store.root), row.run_id, threads)
+                target=_execute_isolated, args=(str(store.root), row.run_id, threads, device)
             )
             proc.start()
             try:
@@ -318,15 +335,17 @@ def work(store: Store, spec_name: str, threads: int, isolate: bool = False, on_r
                     f"its process exited with code {proc.exitcode} (killed, or out of memory?)",
                 )
         else:
-            execute(store, row.run_id, threads, cache)
+            execute(store, row.run_id, threads, cache, device)
         if on_run is not None:
             on_run()
 
 
-def _worker_main(store_root: str, spec_name: str, threads: int, isolate: bool) -> None:
+def _worker_main(
+    store_root: str, spec_name: str, threads: int, isolate: bool, device: str | None = None
+) -> None:
     _configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    work(Store(store_root), spec_name, threads, isolate)
+    work(Store(store_root), spec_name, threads, isolate, device=device)
 
 
 def start_workers(target, args_of, n: int, threads: int) -> list[mp.Process]:
@@ -415,8 +434,15 @@ def run_experiment(
     retry_failed: bool = False,
     progress: bool = True,
     storage: str | None = None,
+    device: str | None = None,
 ) -> dict[str, int]:
-    """Register and run every run of ``spec`` (then its search); returns the final counts."""
+    """Register and run every run of ``spec`` (then its search); returns the final counts.
+    ``device`` (``cpu``, ``cuda[:N]``) trains every run there instead of where its config says;
+    several workers on one GPU share it."""
+    if device is not None:
+        from cranerec.train.trainer import resolve_device
+
+        resolve_device(device)  # a clear error now, not one failed run after another
     rows = register(spec, store)
     if retry_failed:
         store.retry_failed(spec.name)
@@ -430,11 +456,11 @@ def run_experiment(
     bar = Progress(store, spec.name, progress)
     try:
         if n_workers == 1:
-            work(store, spec.name, threads, spec.isolate, on_run=bar.update)
+            work(store, spec.name, threads, spec.isolate, on_run=bar.update, device=device)
         else:
             procs = start_workers(
                 _worker_main,
-                lambda i: (str(store.root), spec.name, threads, spec.isolate),
+                lambda i: (str(store.root), spec.name, threads, spec.isolate, device),
                 n_workers,
                 threads,
             )
@@ -444,7 +470,7 @@ def run_experiment(
     if spec.search is not None:
         from cranerec.experiments.search import run_search
 
-        run_search(spec, store, workers=workers, storage=storage)
+        run_search(spec, store, workers=workers, storage=storage, device=device)
     return store.counts(spec.name)
 
 

@@ -292,10 +292,12 @@ def _budget_left(study, n: int) -> bool:
 class Objective:
     """Train one trial's run; report the validation curve; return the best validation value."""
 
-    def __init__(self, spec: ExperimentSpec, store: Store, threads: int) -> None:
+    def __init__(
+        self, spec: ExperimentSpec, store: Store, threads: int, device: str | None = None
+    ) -> None:
         from cranerec.experiments.runner import DataCache
 
-        self.spec, self.store, self.threads = spec, store, threads
+        self.spec, self.store, self.threads, self.device = spec, store, threads, device
         self.space = search_space(spec.search)
         self.n = budget(spec.search, self.space)
         self.base = search_base_raw(spec)
@@ -320,6 +322,8 @@ class Objective:
         config = resolve_config(deep_merge(self.base, nested(params)))
         config.train.threads = self.threads
         config.train.progress = False
+        if self.device is not None:
+            config.train.device = self.device
         dataset = self.cache.get(config.data)
         metric = self.spec.search.metric
         if metric not in _valid_keys(config):
@@ -351,14 +355,19 @@ def _valid_keys(config) -> set[str]:
 
 
 def search_worker(
-    spec: ExperimentSpec, store: Store, url: str, threads: int, worker: int = 0
+    spec: ExperimentSpec,
+    store: Store,
+    url: str,
+    threads: int,
+    worker: int = 0,
+    device: str | None = None,
 ) -> int:
     """Run trials of the spec's study until its budget is spent; returns how many it ran."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, url, worker)
-    objective = Objective(spec, store, threads)
+    objective = Objective(spec, store, threads, device)
     done = 0
     while _budget_left(study, objective.n):
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
@@ -367,19 +376,29 @@ def search_worker(
 
 
 def _search_worker_main(
-    spec: ExperimentSpec, store_root: str, url: str, threads: int, worker: int
+    spec: ExperimentSpec,
+    store_root: str,
+    url: str,
+    threads: int,
+    worker: int,
+    device: str | None = None,
 ) -> None:
     from cranerec.experiments.runner import _configure_child
 
     _configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    search_worker(spec, Store(store_root), url, threads, worker)
+    search_worker(spec, Store(store_root), url, threads, worker, device)
 
 
 def run_search(
-    spec: ExperimentSpec, store: Store, workers: int = 1, storage: str | None = None
+    spec: ExperimentSpec,
+    store: Store,
+    workers: int = 1,
+    storage: str | None = None,
+    device: str | None = None,
 ) -> dict[str, int]:
-    """Run the spec's search with ``workers`` local processes; returns trial counts by state."""
+    """Run the spec's search with ``workers`` local processes (training on ``device`` when
+    given); returns trial counts by state."""
     import json
 
     from cranerec.experiments.runner import plan_workers, start_workers, wait_for
@@ -397,11 +416,11 @@ def run_search(
     n_workers, threads = plan_workers(workers, max_threads=raw_threads)
     open_study(spec, url)  # tables and study created once, before the workers start
     if n_workers == 1:
-        search_worker(spec, store, url, threads)
+        search_worker(spec, store, url, threads, device=device)
     else:
         procs = start_workers(
             _search_worker_main,
-            lambda i: (spec, str(store.root), url, threads, i),
+            lambda i: (spec, str(store.root), url, threads, i, device),
             n_workers,
             threads,
         )

@@ -142,9 +142,11 @@ class Trainer:
         self.best_weights = ckpt["best_weights"]
         self.state = TrainState(**ckpt["state"])
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        # RNG states are CPU byte tensors whatever map_location moved them to
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+            for i, state in enumerate(ckpt["rng"]["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state.cpu(), i)
         random.setstate(ckpt["rng"]["python"])
 
     def _trim_metrics_log(self) -> None:
