@@ -151,3 +151,21 @@ def test_banner_says_when_only_some_runs_are_synthetic(tmp_path):
     text = report.spec_report(spec, store, tmp_path)
     assert "These results are on SYNTHETIC data" not in text
     assert "Some of these runs are on SYNTHETIC data" in text
+
+
+def test_every_results_table_gives_each_runs_best_epoch(tmp_path):
+    """A cell whose run kept its first epoch (early stopping before training helped) shows it."""
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1, 2], reference={}))
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    row = store.runs(spec.name)[1]
+    store.finish(row.run_id, {**row.results, "best_epoch": 7})
+    text = report.spec_report(spec, store, tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("|  | seeds"))
+    assert header.rstrip(" |").endswith("best epoch")
+    bpr = next(line for line in text.splitlines() if line.startswith("| bpr |"))
+    best = [r.results["best_epoch"] for r in store.runs(spec.name)]
+    assert bpr.rstrip(" |").endswith(", ".join(map(str, best))) and 7 in best

@@ -224,7 +224,8 @@ def results_table(
         head += [f"p users ({short(test_metric)}, Holm)", f"p seeds ({short(test_metric)}, Holm)"]
     timing = section.timing or extra_timing
     if timing:
-        head += ["s / epoch", "best epoch"]
+        head.append("s / epoch")
+    head.append("best epoch")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref_mean = next((means[delta][i] for i, g in enumerate(groups) if g.label == ref_label), None)
     for i, g in enumerate(groups):
@@ -243,9 +244,8 @@ def results_table(
             cells += ["(reference)" if g.label == ref_label else fmt_p(c.p_users_holm if c else None),
                       "(reference)" if g.label == ref_label else fmt_p(c.p_seeds_holm if c else None)]  # fmt: skip
         if timing:
-            sec = mean_std([ctx.epoch_seconds(r) for r in g.runs])[0]
-            best = ", ".join(str(r.results.get("best_epoch")) for r in g.runs)
-            cells += [f"{sec:.3g}", best]
+            cells.append(f"{mean_std([ctx.epoch_seconds(r) for r in g.runs])[0]:.3g}")
+        cells.append(", ".join(str(r.results.get("best_epoch")) for r in g.runs))
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
     if comps:
@@ -258,8 +258,9 @@ def results_table(
     if timing:
         notes.append(
             "s / epoch: each run's median seconds per training epoch (evaluation excluded), "
-            "averaged over the seeds; best epoch: the epoch whose weights were kept, per seed."
+            "averaged over the seeds."
         )
+    notes.append("best epoch: the epoch whose weights were kept, per seed.")
     return "\n".join(lines) + ("\n\n" + " ".join(notes) if notes else "")
 
 
