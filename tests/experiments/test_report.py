@@ -169,3 +169,26 @@ def test_every_results_table_gives_each_runs_best_epoch(tmp_path):
     bpr = next(line for line in text.splitlines() if line.startswith("| bpr |"))
     best = [r.results["best_epoch"] for r in store.runs(spec.name)]
     assert bpr.rstrip(" |").endswith(", ".join(map(str, best))) and 7 in best
+
+
+def test_seconds_per_epoch_name_their_device_when_a_table_mixes_devices(tmp_path):
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec(models=["bpr", "lightgcn"], seeds=[1], reference={})
+    raw["report"] = [{"kind": "table", "rows": "model", "metrics": ["recall@20"], "timing": True}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+
+    def seconds_cells():
+        text = report.spec_report(spec, store, tmp_path)
+        rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| bpr |")]
+        rows += [line.split(" | ") for line in text.splitlines() if line.startswith("| lightgcn |")]
+        return [r[-2] for r in rows]
+
+    assert all("(" not in c for c in seconds_cells())  # one device: plain seconds
+    row = next(r for r in store.runs(spec.name) if r.model == "lightgcn")
+    store.finish(row.run_id, {**row.results, "device": "cuda"})
+    bpr, lightgcn = seconds_cells()
+    assert bpr.endswith("(cpu)") and lightgcn.endswith("(cuda)")

@@ -118,6 +118,17 @@ class Context:
             times = []
         return float(np.median(times)) if times else float(row.results["epoch_seconds_mean"])
 
+    def device(self, row: RunRow) -> str:
+        """The device a run trained on (its summary, else its ``results.json``; ``?`` if
+        neither says)."""
+        if row.results.get("device"):
+            return str(row.results["device"])
+        try:
+            results = json.loads((self.run_path(row) / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return "?"
+        return str(results.get("device") or "?")
+
     def rel(self, row: RunRow) -> str:
         return os.path.relpath(self.run_path(row), self.out_dir)
 
@@ -228,6 +239,8 @@ def results_table(
     head.append("best epoch")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref_mean = next((means[delta][i] for i, g in enumerate(groups) if g.label == ref_label), None)
+    # seconds from different devices side by side say nothing unless each says which
+    devices = {ctx.device(r) for g in groups for r in g.runs} if timing else set()
     for i, g in enumerate(groups):
         cells = [g.label, ", ".join(str(r.seed) for r in g.runs)]
         for m in metrics:
@@ -244,7 +257,10 @@ def results_table(
             cells += ["(reference)" if g.label == ref_label else fmt_p(c.p_users_holm if c else None),
                       "(reference)" if g.label == ref_label else fmt_p(c.p_seeds_holm if c else None)]  # fmt: skip
         if timing:
-            cells.append(f"{mean_std([ctx.epoch_seconds(r) for r in g.runs])[0]:.3g}")
+            sec = f"{mean_std([ctx.epoch_seconds(r) for r in g.runs])[0]:.3g}"
+            if len(devices) > 1:
+                sec += f" ({', '.join(sorted({ctx.device(r) for r in g.runs}))})"
+            cells.append(sec)
         cells.append(", ".join(str(r.results.get("best_epoch")) for r in g.runs))
         lines.append("| " + " | ".join(cells) + " |")
     notes = []

@@ -219,7 +219,8 @@ def summarize_results(
 ) -> dict[str, Any]:
     """The part of results.json kept in the index (what status and reports read)."""
     keys = ("valid", "test", "best_epoch", "epochs_run", "stop_reason", "epoch_seconds_mean",
-            "epoch_seconds_median", "eval_seconds_mean", "torch_threads", "synthetic_data", "dataset")  # fmt: skip
+            "epoch_seconds_median", "eval_seconds_mean", "torch_threads", "device", "synthetic_data",
+            "dataset")  # fmt: skip
     out = {k: results.get(k) for k in keys}
     out["peak_rss_mb"] = peak_mb if peak_mb is not None else results.get("peak_rss_mb")
     out["data"] = data
