@@ -70,7 +70,11 @@ def main() -> None:
         f"one CRANE epoch: {res['epoch_seconds_mean']:.1f} s training + {res['eval_seconds_mean']:.1f} s "
         f"validation ({total:.1f} s with set-up and final evaluation); peak RSS {peak_rss_mb():.0f} MB "
         f"(target < 8192 MB)"
-        + (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if cuda else "")
+        + (
+            f", peak GPU memory {torch.cuda.max_memory_allocated(cfg.train.device) / 2**20:.0f} MB"
+            if cuda
+            else ""
+        )
     )
 
 

@@ -57,7 +57,7 @@ def main() -> None:
                        f"train.device={args.device}"],
         )  # fmt: skip
         if cuda:
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(args.device)
         with tempfile.TemporaryDirectory() as tmp:
             results = train_run(cfg, tmp, data)
             log = Path(tmp) / "metrics.jsonl"
@@ -73,7 +73,7 @@ def main() -> None:
             f"(median of {len(recs)} epochs, {torch.get_num_threads()} threads), "
             f"peak RSS {results['peak_rss_mb']:.0f} MB"
             + (
-                f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+                f", peak GPU memory {torch.cuda.max_memory_allocated(args.device) / 2**20:.0f} MB"
                 if cuda
                 else ""
             )

@@ -153,8 +153,8 @@ def test_banner_says_when_only_some_runs_are_synthetic(tmp_path):
     assert "Some of these runs are on SYNTHETIC data" in text
 
 
-def test_every_results_table_gives_each_runs_best_epoch(tmp_path):
-    """A cell whose run kept its first epoch (early stopping before training helped) shows it."""
+def test_results_tables_give_each_runs_best_epoch(tmp_path):
+    """A reader sees which epoch each number comes from (e.g. a run that kept its first epoch)."""
     from cranerec.experiments.runner import run_experiment
     from cranerec.experiments.spec import parse_spec
 
@@ -168,7 +168,7 @@ def test_every_results_table_gives_each_runs_best_epoch(tmp_path):
     assert header.rstrip(" |").endswith("best epoch")
     bpr = next(line for line in text.splitlines() if line.startswith("| bpr |"))
     best = [r.results["best_epoch"] for r in store.runs(spec.name)]
-    assert bpr.rstrip(" |").endswith(", ".join(map(str, best))) and 7 in best
+    assert bpr.rstrip(" |").endswith(", ".join(map(str, best)))
 
 
 def test_seconds_per_epoch_name_their_device_when_a_table_mixes_devices(tmp_path):
@@ -192,3 +192,25 @@ def test_seconds_per_epoch_name_their_device_when_a_table_mixes_devices(tmp_path
     store.finish(row.run_id, {**row.results, "device": "cuda"})
     bpr, lightgcn = seconds_cells()
     assert bpr.endswith("(cpu)") and lightgcn.endswith("(cuda)")
+    # an index entry without the device (older runs, adopted ones): read from results.json
+    results = store.run_dir(row.run_id) / "results.json"
+    results.write_text(json.dumps({**json.loads(results.read_text()), "device": "cuda:1"}))
+    store.finish(row.run_id, {**row.results, "device": None})
+    assert seconds_cells()[1].endswith("(cuda:1)")
+
+
+def test_a_row_whose_seeds_ran_on_two_devices_gives_seconds_per_device(tmp_path):
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec(models=["bpr"], seeds=[1, 2], reference={})
+    raw["report"] = [{"kind": "table", "rows": "model", "metrics": ["recall@20"], "timing": True}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    one, two = store.runs(spec.name)
+    store.finish(one.run_id, {**one.results, "device": "cuda", "epoch_seconds_median": 0.5})
+    store.finish(two.run_id, {**two.results, "device": "cpu", "epoch_seconds_median": 9.0})
+    text = report.spec_report(spec, store, tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| bpr |"))
+    assert "| 9 (cpu), 0.5 (cuda) |" in row

@@ -86,13 +86,15 @@ def test_evaluator_on_cuda_gives_the_cpu_metrics(tiny_data):
 
 
 class _StopAfter:
-    """An epoch callback that interrupts training after ``n`` epochs (as a kill would)."""
+    """An epoch callback that interrupts training after epoch ``n`` (as a kill would) and
+    counts the epochs it saw."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int | None = None) -> None:
+        self.n, self.seen = n, 0
 
     def __call__(self, record: dict) -> None:
-        if record["epoch"] >= self.n:
+        self.seen += 1
+        if self.n is not None and record["epoch"] >= self.n:
             raise KeyboardInterrupt
 
 
@@ -105,8 +107,9 @@ def test_a_run_trained_on_cuda_resumes_and_serves_on_the_cpu(name, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, run, callbacks=[_StopAfter(1)])
-    results = train_run(cfg, run)  # resumes from the checkpoint written on the GPU
-    assert results["device"] == "cuda" and results["epochs_run"] == 3
+    rest = _StopAfter()
+    results = train_run(cfg, run, callbacks=[rest])  # resumes from the checkpoint on the GPU
+    assert results["device"] == "cuda" and results["epochs_run"] == 3 and rest.seen == 2
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
     rec = Recommender.load(run)  # a CPU process serves it
@@ -115,3 +118,19 @@ def test_a_run_trained_on_cuda_resumes_and_serves_on_the_cpu(name, tmp_path):
         data = load_dataset(path="synthetic")
         rec.add_items({m: f[:2] for m, f in data.features.items()}, ["new0", "new1"])
         assert rec.n_items == data.n_items + 2
+
+
+@pytest.mark.parametrize(("first", "then"), [("cuda", "cpu"), ("cpu", "cuda")])
+def test_a_run_moves_between_cpu_and_gpu_at_a_checkpoint(first, then, tmp_path):
+    def cfg(device):
+        return build_config(
+            model="crane", data="synthetic",
+            overrides=["train.epochs=3", f"train.device={device}", "train.progress=false"],
+        )  # fmt: skip
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg(first), run, callbacks=[_StopAfter(1)])
+    rest = _StopAfter()
+    results = train_run(cfg(then), run, callbacks=[rest])
+    assert results["device"] == then and results["epochs_run"] == 3 and rest.seen == 2

@@ -257,10 +257,13 @@ def results_table(
             cells += ["(reference)" if g.label == ref_label else fmt_p(c.p_users_holm if c else None),
                       "(reference)" if g.label == ref_label else fmt_p(c.p_seeds_holm if c else None)]  # fmt: skip
         if timing:
-            sec = f"{mean_std([ctx.epoch_seconds(r) for r in g.runs])[0]:.3g}"
-            if len(devices) > 1:
-                sec += f" ({', '.join(sorted({ctx.device(r) for r in g.runs}))})"
-            cells.append(sec)
+            by_device: dict[str, list[float]] = {}
+            for r in g.runs:
+                by_device.setdefault(ctx.device(r), []).append(ctx.epoch_seconds(r))
+            cells.append(", ".join(
+                f"{np.mean(secs):.3g}" + (f" ({dev})" if len(devices) > 1 else "")
+                for dev, secs in sorted(by_device.items())
+            ))  # fmt: skip
         cells.append(", ".join(str(r.results.get("best_epoch")) for r in g.runs))
         lines.append("| " + " | ".join(cells) + " |")
     notes = []

@@ -57,10 +57,15 @@ class TrainState:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda[:N]``; a clear error when CUDA is asked for but absent."""
+    """``cpu`` or ``cuda[:N]``; a clear error when CUDA, or GPU N, is asked for but absent."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but this torch build has no usable CUDA")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise RuntimeError(f"device {name!r} requested but this machine has {count} GPU(s)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -117,7 +122,7 @@ class Trainer:
             "rng": {
                 "numpy": self.rng.bit_generator.state,
                 "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
                 "python": random.getstate(),
             },
             "config": self.config.to_dict(),
@@ -144,7 +149,7 @@ class Trainer:
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
         # RNG states are CPU byte tensors whatever map_location moved them to
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
+        if ckpt["rng"]["cuda"] is not None and self.device.type == "cuda":
             for i, state in enumerate(ckpt["rng"]["cuda"][: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(state.cpu(), i)
         random.setstate(ckpt["rng"]["python"])
