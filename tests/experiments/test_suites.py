@@ -36,5 +36,7 @@ def test_smoke_suite_end_to_end(name, tmp_path):
         for run in runs_of(spec):
             row = next(r for r in store.runs(spec.name) if r.position == run.position)
             assert f"`../store/runs/{row.run_id}`" in text
-    if spec.search is not None:
+    if spec.search is not None:  # its trials' run directories, from the report's folder too
         assert "Chosen: trial" in text
+        trial_dirs = re.findall(r"`([^`]*trial-[^`]*)`", text)
+        assert trial_dirs and all((report.parent / d / "results.json").exists() for d in trial_dirs)

@@ -692,7 +692,10 @@ def search_section(ctx: Context, storage: str | None) -> str:
         )
         res, run = t.user_attrs.get("results", {}), t.user_attrs.get("run", {})
         cells += [fmt(res.get("test", {}).get(m)) for m in keys]
-        cells += [str(res.get("best_epoch")), f"`{run.get('dir')}` ({run.get('host')})"]
+        where = (
+            os.path.relpath(ctx.store.root / run["dir"], ctx.out_dir) if run.get("dir") else None
+        )
+        cells += [str(res.get("best_epoch")), f"`{where}` ({run.get('host')})"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
