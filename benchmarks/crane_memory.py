@@ -18,11 +18,10 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from cranerec.data import Dataset
 from cranerec.train import build_config, train_run
-from cranerec.utils.env import peak_rss_mb
+from cranerec.utils.env import peak_gpu_suffix, peak_rss_mb
 
 
 def make_data(
@@ -61,7 +60,6 @@ def main() -> None:
     cfg = build_config(
         model="crane", overrides=["train.epochs=1", "train.progress=false", *args.set]
     )
-    cuda = cfg.train.device.startswith("cuda")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         res = train_run(cfg, tmp, data)
@@ -69,12 +67,7 @@ def main() -> None:
     print(
         f"one CRANE epoch: {res['epoch_seconds_mean']:.1f} s training + {res['eval_seconds_mean']:.1f} s "
         f"validation ({total:.1f} s with set-up and final evaluation); peak RSS {peak_rss_mb():.0f} MB "
-        f"(target < 8192 MB)"
-        + (
-            f", peak GPU memory {torch.cuda.max_memory_allocated(cfg.train.device) / 2**20:.0f} MB"
-            if cuda
-            else ""
-        )
+        f"(target < 8192 MB){peak_gpu_suffix(cfg.train.device)}"
     )
 
 

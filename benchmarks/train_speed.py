@@ -26,6 +26,8 @@ import torch
 from _data import load_or_skip
 
 from cranerec.train import build_config, train_run
+from cranerec.train.trainer import resolve_device
+from cranerec.utils.env import peak_gpu_suffix
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 
@@ -38,6 +40,10 @@ def main() -> None:
     p.add_argument("--presets", nargs="*", default=[], metavar="MODEL=PRESET")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = p.parse_args()
+    try:
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        p.error(str(e))
     data = load_or_skip(args.data)
     if data is None:
         return
@@ -71,12 +77,7 @@ def main() -> None:
         print(
             f"{label:>16}: {ep:.3f} s/epoch, {ev:.3f} s/validation "
             f"(median of {len(recs)} epochs, {torch.get_num_threads()} threads), "
-            f"peak RSS {results['peak_rss_mb']:.0f} MB"
-            + (
-                f", peak GPU memory {torch.cuda.max_memory_allocated(args.device) / 2**20:.0f} MB"
-                if cuda
-                else ""
-            )
+            f"peak RSS {results['peak_rss_mb']:.0f} MB{peak_gpu_suffix(args.device)}"
         )
 
 

@@ -80,3 +80,10 @@ def test_an_absent_device_is_one_clear_error_before_any_run(tmp_path, capsys, mo
     assert main(["experiment", str(spec), "--store", str(store), "--device", "cuda"]) == 2
     assert "'cuda' requested" in capsys.readouterr().err
     assert not (store / "runs").exists() or not any((store / "runs").iterdir())
+
+
+def test_an_unknown_device_name_is_refused_by_name(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(models=["bpr"], seeds=[1], reference={})))
+    assert main(["experiment", str(spec), "--store", str(tmp_path / "s"), "--device", "gpu"]) == 2
+    assert "device must be cpu or cuda[:N], got 'gpu'" in capsys.readouterr().err

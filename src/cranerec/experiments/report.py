@@ -130,7 +130,11 @@ class Context:
         return str(results.get("device") or "?")
 
     def rel(self, row: RunRow) -> str:
-        return os.path.relpath(self.run_path(row), self.out_dir)
+        return self.relative(self.run_path(row))
+
+    def relative(self, path: Path) -> str:
+        """``path`` as the report links it: relative to the report's folder."""
+        return os.path.relpath(path, self.out_dir)
 
     def groups(self, section: ReportSection) -> dict[str, list[Group]]:
         """dataset -> groups in the spec's order (models x settings)."""
@@ -240,7 +244,8 @@ def results_table(
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref_mean = next((means[delta][i] for i, g in enumerate(groups) if g.label == ref_label), None)
     # seconds from different devices side by side say nothing unless each says which
-    devices = {ctx.device(r) for g in groups for r in g.runs} if timing else set()
+    device_of = {r.run_id: ctx.device(r) for g in groups for r in g.runs} if timing else {}
+    mixed = len(set(device_of.values())) > 1
     for i, g in enumerate(groups):
         cells = [g.label, ", ".join(str(r.seed) for r in g.runs)]
         for m in metrics:
@@ -259,9 +264,9 @@ def results_table(
         if timing:
             by_device: dict[str, list[float]] = {}
             for r in g.runs:
-                by_device.setdefault(ctx.device(r), []).append(ctx.epoch_seconds(r))
+                by_device.setdefault(device_of[r.run_id], []).append(ctx.epoch_seconds(r))
             cells.append(", ".join(
-                f"{np.mean(secs):.3g}" + (f" ({dev})" if len(devices) > 1 else "")
+                f"{np.mean(secs):.3g}" + (f" ({dev})" if mixed else "")
                 for dev, secs in sorted(by_device.items())
             ))  # fmt: skip
         cells.append(", ".join(str(r.results.get("best_epoch")) for r in g.runs))
@@ -692,9 +697,7 @@ def search_section(ctx: Context, storage: str | None) -> str:
         )
         res, run = t.user_attrs.get("results", {}), t.user_attrs.get("run", {})
         cells += [fmt(res.get("test", {}).get(m)) for m in keys]
-        where = (
-            os.path.relpath(ctx.store.root / run["dir"], ctx.out_dir) if run.get("dir") else None
-        )
+        where = ctx.relative(ctx.store.root / run["dir"]) if run.get("dir") else None
         cells += [str(res.get("best_epoch")), f"`{where}` ({run.get('host')})"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

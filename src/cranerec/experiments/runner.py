@@ -228,6 +228,15 @@ def summarize_results(
     return out
 
 
+def place(config, threads: int, device: str | None = None) -> None:
+    """Set what this worker decides about a run, none of it part of the run's id: its torch
+    threads, no progress bar, and ``device`` when given (else the one its config names)."""
+    config.train.threads = threads
+    config.train.progress = False
+    if device is not None:
+        config.train.device = device
+
+
 def execute(
     store: Store,
     run_id_: str,
@@ -245,10 +254,7 @@ def execute(
     run_dir = store.run_dir(run_id_)
     try:
         config = resolve_config(row.config)
-        config.train.threads = threads
-        config.train.progress = False
-        if device is not None:
-            config.train.device = device
+        place(config, threads, device)
         dataset = (cache or DataCache()).get(config.data)
         if dataset.fingerprint != row.fingerprint:
             raise RuntimeError(

@@ -306,7 +306,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from cranerec.experiments.runner import dataset_info
+        from cranerec.experiments.runner import dataset_info, place
         from cranerec.train.config import resolve_config
         from cranerec.train.run import train_run
 
@@ -320,10 +320,7 @@ class Objective:
                 )
         params = {key: dim.suggest(trial, key) for key, dim in self.space.items()}
         config = resolve_config(deep_merge(self.base, nested(params)))
-        config.train.threads = self.threads
-        config.train.progress = False
-        if self.device is not None:
-            config.train.device = self.device
+        place(config, self.threads, self.device)
         dataset = self.cache.get(config.data)
         metric = self.spec.search.metric
         if metric not in _valid_keys(config):

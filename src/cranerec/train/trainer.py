@@ -58,6 +58,8 @@ class TrainState:
 
 def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda[:N]``; a clear error when CUDA, or GPU N, is asked for but absent."""
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but this torch build has no usable CUDA")
     device = torch.device(name)

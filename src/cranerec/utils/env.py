@@ -29,3 +29,13 @@ def peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def peak_gpu_suffix(device: str) -> str:
+    """``", peak GPU memory N MB"`` on a CUDA device (since its last peak reset), else ``""``:
+    what the benchmarks append to their figures."""
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    return f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
