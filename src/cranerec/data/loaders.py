@@ -47,7 +47,8 @@ class DataConfig:
     ``path`` is a directory (or a raw CSV/Parquet file), or ``synthetic`` for the built-in
     generated dataset. ``modalities``: names to load (``None`` = every ``<name>_feat.npy`` found,
     ``[]`` = none). ``feature_files`` maps a modality name to a file name when it does not follow
-    ``<name>_feat.npy``. The raw-format settings (k-core, split) are ignored for fixed splits.
+    ``<name>_feat.npy``. ``features_dir`` reads the feature files from another folder than the
+    interactions (e.g. features computed by ``cranerec features`` for a read-only dataset). The raw-format settings (k-core, split) are ignored for fixed splits.
 
     ``synthetic_users`` / ``synthetic_items`` / ``synthetic_interactions`` (mean per user) and
     ``synthetic_widths`` (``image`` / ``text`` feature widths) shape the synthetic data (cost
@@ -60,6 +61,7 @@ class DataConfig:
     format: str = "auto"
     modalities: list[str] | None = None
     feature_files: dict[str, str] = field(default_factory=dict)
+    features_dir: str | None = None
     inter_file: str | None = None
     user_col: str = "user"
     item_col: str = "item"
@@ -196,7 +198,12 @@ def _load_format(config: DataConfig) -> Dataset:
 
 
 def _feature_files(directory: Path, config: DataConfig) -> dict[str, Path]:
-    """modality name -> file, from ``config.modalities``/``feature_files`` or by discovery."""
+    """modality name -> file, from ``config.modalities``/``feature_files`` or by discovery (in
+    ``config.features_dir`` when set)."""
+    if config.features_dir is not None:
+        directory = Path(config.features_dir)
+        if not directory.is_dir():
+            raise DataError(f"data.features_dir {directory}: no such folder")
     found = {p.name[: -len(FEAT_SUFFIX)]: p for p in sorted(directory.glob(f"*{FEAT_SUFFIX}"))}
     found.update({name: directory / fname for name, fname in config.feature_files.items()})
     if config.modalities is None:

@@ -47,7 +47,9 @@ from cranerec.train.config import RESUME_FREE_KEYS, RunConfig, resolve_config
 
 #: Keys of a resolved config left out of the run id: they do not change results (the first
 #: four may change between a run and its resume), and the data's content is in the fingerprint.
-ID_FREE_KEYS = RESUME_FREE_KEYS | {("data", "path"), ("data", "format")}
+# Where the data and its features are read from is not part of a run's id: the data fingerprint
+# (interactions, ids and feature values) is.
+ID_FREE_KEYS = RESUME_FREE_KEYS | {("data", "path"), ("data", "format"), ("data", "features_dir")}
 
 REPORT_KINDS = ("table", "bars", "heatmap", "curves", "embedding_map", "efficiency", "search")
 
@@ -335,8 +337,9 @@ def parse_spec(
             raise ConfigError(
                 f"datasets.{name}: expected a data section (path, ...), got {section!r}"
             )
-        if isinstance(section.get("path"), str):
-            section["path"] = expand_env(section["path"])
+        for key in ("path", "features_dir"):
+            if isinstance(section.get(key), str):
+                section[key] = expand_env(section[key])
         from_dict(DataConfig, section, f"datasets.{name}")  # names the bad key
         datasets[name] = section
     raw["datasets"] = datasets

@@ -1,0 +1,94 @@
+"""Image embeddings with a local vision model (Hugging Face ``transformers`` format: CLIP, ViT,
+ResNet, ConvNeXt, DINOv2, ... saved with ``save_pretrained``), images read with Pillow.
+
+Why not torchvision or open_clip: PyPI's torchvision does not import beside the CPU build of
+torch this project pins (``operator torchvision::nms does not exist``) and open_clip needs
+torchvision; ``transformers`` comes with sentence-transformers (the text extra) and reads the same
+backbones from a local folder. The vector of an image: CLIP's projected image embedding
+(``get_image_features``) where the model has one, else the pooled output, else the mean of the
+last hidden states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cranerec.data.errors import DataError
+from cranerec.features.text import INSTALL_HINT, check_model_dir, offline
+
+
+def load_image_model(path: str | Path, device: str = "cpu"):
+    """(processor, model) from a local ``transformers`` directory, in eval mode on ``device``."""
+    offline()
+    path = Path(path)
+    check_model_dir(path, "config.json", "transformers vision")
+    try:
+        from transformers import AutoImageProcessor, AutoModel
+    except ImportError:
+        raise DataError(f"image features need transformers: {INSTALL_HINT}") from None
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - a foreign directory fails in many ways
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"--model {path}: cannot load it as a vision model ({msg})") from None
+    return processor, model.to(device).eval()
+
+
+def open_image(path: Path):
+    """The image at ``path`` as RGB, or ``None`` when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _vectors(model, pixel_values):
+    import torch
+
+    if hasattr(model, "get_image_features"):
+        out = model.get_image_features(pixel_values=pixel_values)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+    out = model(pixel_values=pixel_values)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)  # [B, C, 1, 1] for CNNs -> [B, C]
+    return out.last_hidden_state.mean(dim=1)
+
+
+def embed_images(
+    paths: list[Path | None], processor, model, batch_size: int = 32, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed each image; returns ([n, width] float32, ok [n] bool). A missing or unreadable
+    image (or a ``None`` path) gives a row of zeros and ``ok`` False."""
+    import torch
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    ok = np.zeros(len(paths), dtype=bool)
+    rows: list[tuple[int, np.ndarray]] = []
+    width = None
+    with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc="images", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            batch = [(i, open_image(p) if p is not None else None)
+                     for i, p in enumerate(paths[start : start + batch_size], start)]  # fmt: skip
+            good = [(i, img) for i, img in batch if img is not None]
+            if good:
+                pixels = processor(images=[img for _, img in good], return_tensors="pt")["pixel_values"]
+                vec = _vectors(model, pixels.to(device)).float().cpu().numpy()
+                width = vec.shape[1]
+                for (i, _), v in zip(good, vec, strict=True):
+                    rows.append((i, v))
+                    ok[i] = True
+            bar.update(len(batch))
+    if width is None:
+        raise DataError("no image could be read (every path is missing or unreadable)")
+    out = np.zeros((len(paths), width), dtype=np.float32)
+    for i, v in rows:
+        out[i] = v
+    return out, ok

@@ -1,0 +1,131 @@
+"""The item table (CSV, TSV or Parquet, one row per item) and its alignment to a dataset's items.
+
+Rows are matched to items by raw id, never by position: ``align_items`` is the one place that
+does it. Ids are compared as stripped strings (``"42"`` in the table is item ``42`` of an MMRec
+dataset, whose raw ids are the integers 0..n-1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cranerec.data.errors import DataError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """The rows of an item table: ``ids[r]`` is the raw id of row ``r``; ``columns[name][r]`` its
+    value in that column (strings; an empty cell is ``""``)."""
+
+    path: Path
+    id_col: str
+    ids: np.ndarray
+    columns: dict[str, np.ndarray]
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
+    """A CSV (``,``), TSV (``.tsv``/``.tab``/``.txt``: tab) or Parquet file as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing file: {path} (the {what})")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: the {what} must be .csv, .tsv or .parquet")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path).astype(str)
+        else:
+            sep = "," if path.suffix == ".csv" else "\t"
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
+    except ImportError as e:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
+        raise DataError(f"{path}: unreadable {what} ({str(e).strip().splitlines()[0]})") from None
+    return df
+
+
+def read_item_table(path: str | Path, id_col: str, columns: list[str]) -> ItemTable:
+    """Read ``path``, check that ``id_col`` and ``columns`` exist and that ids are present and
+    unique. Errors name the file, the column and the first offending row (file lines: the
+    header is line 1)."""
+    path = Path(path)
+    df = read_table(path, "item table")
+    need = [id_col, *columns]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(df.columns)} "
+            "(name yours with --id-col and the column options)"
+        )
+    if df.empty:
+        raise DataError(f"{path}: the item table has no rows")
+    ids = df[id_col].astype(str).str.strip().to_numpy(dtype=object)
+    empty = np.flatnonzero(ids == "")
+    if len(empty):
+        raise DataError(
+            f"{path}: line {empty[0] + 2}: empty {id_col} ({len(empty)} row(s) without an item id)"
+        )
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[np.flatnonzero(dup)[0]]
+        lines = (np.flatnonzero(ids == first) + 2).tolist()
+        raise DataError(
+            f"{path}: item id {first!r} appears on lines {lines[:5]} "
+            f"({int(pd.Series(ids[dup]).nunique())} duplicated id(s)); each item needs one row"
+        )
+    cols = {c: df[c].fillna("").astype(str).str.strip().to_numpy(dtype=object) for c in columns}
+    return ItemTable(path=path, id_col=id_col, ids=ids, columns=cols, sha256=file_sha256(path))
+
+
+def sorted_ids(ids: np.ndarray) -> np.ndarray:
+    """Raw ids in a stable order: numeric when every id is an integer, else lexicographic."""
+    ids = np.asarray(ids, dtype=object)
+    try:
+        keys = np.array([int(i) for i in ids], dtype=np.int64)
+    except ValueError:
+        return np.array(sorted(ids.tolist()), dtype=object)
+    return ids[np.argsort(keys, kind="stable")]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """``rows[i]``: the table row of item ``i``; ``extra``: table rows matching no item."""
+
+    rows: np.ndarray
+    extra: int
+
+
+def align_items(table: ItemTable, item_ids: np.ndarray) -> Alignment:
+    """Match the dataset's items (raw ids, in index order) to the table's rows by id.
+
+    Items missing from the table are an error naming them; extra table rows are counted.
+    """
+    row_of = {raw: r for r, raw in enumerate(table.ids.tolist())}
+    wanted = [str(i).strip() for i in np.asarray(item_ids).tolist()]
+    rows = np.array([row_of.get(raw, -1) for raw in wanted], dtype=np.int64)
+    missing = [raw for raw, r in zip(wanted, rows.tolist(), strict=True) if r < 0]
+    if missing:
+        raise DataError(
+            f"{table.path}: {len(missing)} item(s) of the dataset have no row in the item table "
+            f"(column {table.id_col!r}), first: {missing[:5]}; add them to the table"
+        )
+    return Alignment(rows=rows, extra=len(table) - len(set(rows.tolist())))

