@@ -46,8 +46,11 @@ def _print_results(results: dict, run_dir: str | None = None) -> None:
         f"model {results['model']} on {results['dataset']} (seed {results['seed']}, "
         f"best epoch {results['best_epoch']} of {results['epochs_run']})"
     )
-    _out(f"valid: {_format_metrics(results['valid'])}")
-    _out(f"test:  {_format_metrics(results['test'])}")
+    for split in ("valid", "test"):
+        if results.get("n_eval_users", {}).get(split, 1) == 0:
+            _out(f"{split + ':':<6} no {split} users (the split is empty)")
+        else:
+            _out(f"{split + ':':<6} {_format_metrics(results[split])}")
     _out(
         f"{results['epoch_seconds_mean']:.3f} s/epoch, {results['eval_seconds_mean']:.3f} s/validation, "
         f"peak RSS {results['peak_rss_mb']:.0f} MB"
@@ -255,6 +258,72 @@ def _add_features_parsers(sub) -> None:
         )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=_cmd_features)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from cranerec.data.build import LogConfig
+    from cranerec.features import ContentConfig, build_folder
+
+    cols = tuple(c.strip() for c in (args.text_cols or "").split(",") if c.strip())
+    log_config = LogConfig(
+        user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
+        rating_col=args.rating_col, min_rating=args.min_rating, split=args.split,
+        split_seed=args.split_seed, split_ratios=tuple(args.ratios), user_min=args.user_min,
+        item_min=args.item_min,
+    )  # fmt: skip
+    content = ContentConfig(
+        items=args.items, id_col=args.id_col or args.item_col, text_cols=cols,
+        image_col=args.image_col, image_root=args.image_root, text_model=args.text_model,
+        image_model=args.image_model, on_missing=args.on_missing, batch_size=args.batch_size,
+        device=args.device,
+    )  # fmt: skip
+    result = build_folder(
+        args.interactions, args.out, log_config, content, name=args.name, progress=not args.quiet
+    )
+    for line in result.lines:
+        _out(line)
+    return 0
+
+
+def _add_build_parser(dsub) -> None:
+    b = dsub.add_parser(
+        "build",
+        help="interaction log (+ item table) -> an MMRec folder with features, ready to train",
+        description="Reads the log, binarises and deduplicates it, applies a k-core only when "
+        "asked, splits per user, embeds the items' text / images, and writes an MMRec folder "
+        "(with user_ids.txt / item_ids.txt: raw ids, and build.json: what each step dropped).",
+    )
+    b.add_argument("interactions", help="the interaction log: .csv, .tsv or .parquet")
+    b.add_argument("--out", required=True, help="a new (or empty) folder")
+    b.add_argument("--name", help="name of the .inter file (default: the folder's name)")
+    b.add_argument("--user-col", default="user")
+    b.add_argument("--item-col", default="item")
+    b.add_argument("--time-col", help="timestamp column (numbers or dates); temporal/last splits")
+    b.add_argument("--rating-col")
+    b.add_argument("--min-rating", type=float, help="keep rows rated at least this")
+    b.add_argument(
+        "--split", default="random", choices=["random", "temporal", "last", "full"],
+        help="random per user (default; --split-seed), temporal per user (MMRec's 8:1:1 in "
+        "time order), last (leave-last-out), full (everything in training, to serve)",
+    )  # fmt: skip
+    b.add_argument("--split-seed", default="9", help="integer or paper1..paper5 (random split)")
+    b.add_argument("--ratios", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar="R")
+    b.add_argument("--user-min", type=int, default=1, help="k-core: min interactions per user")
+    b.add_argument("--item-min", type=int, default=0, help="k-core: min interactions per item")
+    b.add_argument("--items", help="item table (.csv/.tsv/.parquet) for --text-cols/--image-col")
+    b.add_argument("--id-col", help="item id column of the item table (default: --item-col)")
+    b.add_argument("--text-cols", help="comma-separated text columns to embed")
+    b.add_argument(
+        "--text-model", help="local sentence-transformers model (default all-MiniLM-L6-v2)"
+    )
+    b.add_argument("--image-col", help="image path column to embed")
+    b.add_argument("--image-root", help="folder image paths are relative to (default: the table's)")
+    b.add_argument("--image-model", help="local transformers vision model directory")
+    b.add_argument("--on-missing", default="error", choices=["error", "zero"])
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_build)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -509,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--name", help="name of the .inter file (default: the dataset's name)")
     _add_data_set(conv, "data settings for SRC, e.g. user_col=uid split_seed=paper2")
     conv.set_defaults(func=_cmd_convert)
+    _add_build_parser(dsub)
 
     m = sub.add_parser("models", help="list registered models and their settings")
     m.set_defaults(func=_cmd_models)

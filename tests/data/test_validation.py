@@ -202,16 +202,24 @@ def test_matrices_duplicate_across_splits(tmp_path):
 # ---------------------------------------------------------------------------- splits
 
 
-@pytest.mark.parametrize("split", ["train", "valid", "test"])
-def test_empty_split_mmrec(tmp_path, split):
-    inter = write_inter(tmp_path / "d", toy_rows(dict(TOY_SPLITS, **{split: []})))
-    with raises(str(inter), f"the {split} split is empty"):
+def test_empty_train_split_is_an_error(tmp_path):
+    inter = write_inter(tmp_path / "d", toy_rows(dict(TOY_SPLITS, train=[])))
+    with raises(str(inter), "the train split is empty"):
         load(tmp_path / "d")
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_empty_valid_or_test_split_loads_with_a_warning(tmp_path, split):
+    """A `full` build keeps everything for training: it loads, and says it has no metrics."""
+    write_inter(tmp_path / "d", toy_rows(dict(TOY_SPLITS, **{split: []})))
+    with pytest.warns(DataWarning, match=f"the {split} split is empty: no {split} metrics"):
+        data = load(tmp_path / "d")
+    assert data.split(split).nnz == 0
 
 
 def test_empty_split_matrices(tmp_path):
     d = write_matrices(tmp_path / "m", dict(TOY_SPLITS, valid=[]))
-    with raises(str(d), "the valid split is empty"):
+    with pytest.warns(DataWarning, match="the valid split is empty"):
         load(d)
 
 

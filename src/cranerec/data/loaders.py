@@ -38,6 +38,7 @@ MMREC_COLUMNS = ["userID", "itemID", "rating", "timestamp", "x_label"]
 FEAT_SUFFIX = "_feat.npy"
 RAW_NAMES = ("interactions.csv", "interactions.parquet")
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+USER_IDS_FILE = "user_ids.txt"
 
 
 @dataclass
@@ -254,7 +255,8 @@ def _finish(
 
 
 def load_mmrec(config: DataConfig) -> Dataset:
-    """Load an MMRec directory (``<name>.inter`` + ``<modality>_feat.npy``)."""
+    """Load an MMRec directory (``<name>.inter`` + ``<modality>_feat.npy``; raw ids from
+    ``user_ids.txt`` / ``item_ids.txt`` beside the ``.inter`` when present, else the indices)."""
     path = Path(config.path)
     directory = path.parent if path.is_file() else path
     if config.inter_file:
@@ -298,11 +300,30 @@ def load_mmrec(config: DataConfig) -> Dataset:
     n_users = check_ids(users, "user", str(inter), row_offset=2)
     n_items = check_ids(items, "item", str(inter), row_offset=2, n=n_items)
     check_no_duplicates(users * np.int64(n_items) + items, lambda i: f"row {i + 2}", str(inter))
+    user_ids = _raw_ids(directory / USER_IDS_FILE, n_users, "user")
+    item_ids = _raw_ids(directory / config.item_ids_file, n_items, "item")
     splits = matrices_from_labels(users, items, labels, n_users, n_items)
     name = inter.stem
-    return _finish(
-        name, splits, np.arange(n_users), np.arange(n_items), features, files, str(inter)
-    )
+    return _finish(name, splits, user_ids, item_ids, features, files, str(inter))
+
+
+def _raw_ids(path: Path, n: int, kind: str) -> np.ndarray:
+    """The raw id of each index from ``path`` (one per line, as ``cranerec data build`` writes
+    beside the ``.inter``), or the indices themselves when there is no such file."""
+    if not path.is_file():
+        return np.arange(n)
+    try:
+        ids = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+    if len(ids) != n:
+        raise DataError(
+            f"{path}: {len(ids)} {kind} ids for {n} {kind}s in the .inter file; it must list the "
+            f"raw id of every {kind} index, one per line (or remove it to use the indices)"
+        )
+    if len(set(ids)) != n:
+        raise DataError(f"{path}: {kind} ids are not unique")
+    return np.array(ids, dtype=object)
 
 
 def _int_column(col: pd.Series, src: Path, name: str) -> np.ndarray:

@@ -54,10 +54,18 @@ def check_no_duplicates(keys: np.ndarray, row_name: Callable[[int], str], src: s
 
 
 def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix, src: str) -> None:
-    """No split is empty; warn (with counts) about valid/test users and items unseen in training."""
-    for name, m in (("train", train), ("valid", valid), ("test", test)):
+    """Training is not empty; warn about an empty valid or test split (a ``full`` build: models
+    train for ``train.epochs`` and report no metrics of it) and (with counts) about valid/test
+    users and items unseen in training."""
+    if train.nnz == 0:
+        raise DataError(f"{src}: the train split is empty")
+    for name, m in (("valid", valid), ("test", test)):
         if m.nnz == 0:
-            raise DataError(f"{src}: the {name} split is empty")
+            warnings.warn(
+                f"{src}: the {name} split is empty: no {name} metrics"
+                + ("; training runs every epoch (train.epochs) and keeps the last" if name == "valid" else ""),
+                DataWarning, stacklevel=3,
+            )  # fmt: skip
     train_users = np.diff(train.indptr) > 0
     train_items = np.zeros(train.shape[1], dtype=bool)
     train_items[train.indices] = True

@@ -73,13 +73,18 @@ def embed_images(
     ok = np.zeros(len(paths), dtype=bool)
     rows: list[tuple[int, np.ndarray]] = []
     width = None
-    with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc="images", disable=not progress) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(paths), unit="img", desc="images", disable=not progress) as bar,
+    ):
         for start in range(0, len(paths), batch_size):
             batch = [(i, open_image(p) if p is not None else None)
                      for i, p in enumerate(paths[start : start + batch_size], start)]  # fmt: skip
             good = [(i, img) for i, img in batch if img is not None]
             if good:
-                pixels = processor(images=[img for _, img in good], return_tensors="pt")["pixel_values"]
+                pixels = processor(images=[img for _, img in good], return_tensors="pt")[
+                    "pixel_values"
+                ]
                 vec = _vectors(model, pixels.to(device)).float().cpu().numpy()
                 width = vec.shape[1]
                 for (i, _), v in zip(good, vec, strict=True):

@@ -7,7 +7,6 @@ dataset, whose raw ids are the integers 0..n-1).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cranerec.data.errors import DataError
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
+from cranerec.data.tables import file_sha256, read_table
 
 
 @dataclass(frozen=True)
@@ -32,35 +30,6 @@ class ItemTable:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
-    """A CSV (``,``), TSV (``.tsv``/``.tab``/``.txt``: tab) or Parquet file as strings."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"missing file: {path} (the {what})")
-    if path.suffix not in TABLE_SUFFIXES:
-        raise DataError(f"{path}: the {what} must be .csv, .tsv or .parquet")
-    try:
-        if path.suffix == ".parquet":
-            df = pd.read_parquet(path).astype(str)
-        else:
-            sep = "," if path.suffix == ".csv" else "\t"
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
-    except ImportError as e:
-        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
-        raise DataError(f"{path}: unreadable {what} ({str(e).strip().splitlines()[0]})") from None
-    return df
 
 
 def read_item_table(path: str | Path, id_col: str, columns: list[str]) -> ItemTable:

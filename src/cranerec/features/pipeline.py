@@ -77,7 +77,12 @@ def build_text_features(
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's text (the ``text_cols`` joined with ``separator``, empty cells
     skipped) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids`` by raw id."""
-    from cranerec.features.text import DEFAULT_TEXT_MODEL, default_text_model, embed_text, load_text_model
+    from cranerec.features.text import (
+        DEFAULT_TEXT_MODEL,
+        default_text_model,
+        embed_text,
+        load_text_model,
+    )
 
     _check_on_missing(on_missing)
     if not text_cols:

@@ -31,6 +31,12 @@ def offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:  # its "Loading weights" bar is noise beside ours
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def check_model_dir(path: Path, marker: str, kind: str) -> None:
@@ -58,12 +64,12 @@ def load_text_model(path: str | Path | None = None, device: str = "cpu"):
         return SentenceTransformer(str(path), device=device, local_files_only=True)
     except Exception as e:  # a broken or foreign directory fails in many ways inside the library
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"--model {path}: cannot load it as a sentence-transformers model ({msg})") from None
+        raise DataError(
+            f"--model {path}: cannot load it as a sentence-transformers model ({msg})"
+        ) from None
 
 
-def embed_text(
-    texts: list[str], model, batch_size: int = 32, progress: bool = True
-) -> np.ndarray:
+def embed_text(texts: list[str], model, batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """``model.encode`` of every text, as sentence-transformers computes it: [n, width] float32.
 
     Deterministic: inference only (dropout off), in input order, one fixed batch size.

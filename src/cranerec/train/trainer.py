@@ -188,6 +188,14 @@ class Trainer:
             self.state.stop_reason = "not trainable"
             return self.state
         stop_key = cfg.stop_metric
+        # No validation users (a `full` build that keeps everything for training): train every
+        # epoch and keep the last weights; nothing to stop early on.
+        validate = len(self.evaluator.users("valid")) > 0
+        if not validate:
+            log.warning(
+                "%s: no user to validate on; training all %d epochs and keeping the last weights",
+                self.dataset.name, cfg.epochs,
+            )  # fmt: skip
         bar = tqdm(
             total=cfg.epochs, initial=self.state.epoch, disable=None if cfg.progress else True,
             desc=f"{self.config.model_name} on {self.dataset.name}", unit="epoch", leave=False,
@@ -201,21 +209,20 @@ class Trainer:
             losses = self._train_epoch(epoch)
             t1 = time.perf_counter()
             user_emb, item_emb = self.model.export_embeddings()
-            valid = self.evaluator.evaluate(user_emb, item_emb, "valid").metrics
+            valid = self.evaluator.evaluate(user_emb, item_emb, "valid").metrics if validate else {}
             t2 = time.perf_counter()
-            if stop_key not in valid:
+            if validate and stop_key not in valid:
                 raise ValueError(
                     f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}"
                 )
-            self._update_state(epoch, valid[stop_key], t1 - t0, t2 - t1)
+            self._update_state(epoch, valid.get(stop_key), t1 - t0, t2 - t1)
             record = self._log_epoch(epoch, losses, valid, t1 - t0, t2 - t1)
             self.save_checkpoint()
             for callback in self.callbacks:
                 callback(record)
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{losses.get('loss', 0):.4f}", **{stop_key: f"{valid[stop_key]:.4f}"}
-            )
+            shown = {stop_key: f"{valid[stop_key]:.4f}"} if validate else {}
+            bar.set_postfix(loss=f"{losses.get('loss', 0):.4f}", **shown)
         bar.close()
         if not self.state.stop_reason:
             self.state.stop_reason = "max epochs"
@@ -248,13 +255,16 @@ class Trainer:
             )
         return means
 
-    def _update_state(self, epoch: int, value: float, train_s: float, eval_s: float) -> None:
+    def _update_state(self, epoch: int, value: float | None, train_s: float, eval_s: float) -> None:
+        """Record an epoch; ``value`` None (nothing validated) makes the last epoch the best."""
         s = self.state
         s.epoch = epoch + 1
         s.elapsed_s += train_s + eval_s
         s.epoch_seconds.append(train_s)
         s.eval_seconds.append(eval_s)
-        if value > s.best_value:
+        if value is None:
+            s.best_epoch, self.best_weights = epoch + 1, None
+        elif value > s.best_value:
             s.best_value, s.best_epoch, s.bad_epochs = value, epoch + 1, 0
             self.best_weights = copy.deepcopy(
                 {k: v.detach() for k, v in self.model.state_dict().items()}
@@ -276,15 +286,11 @@ class Trainer:
             "epoch": epoch + 1, **losses, "valid": valid, "epoch_seconds": train_s,
             "eval_seconds": eval_s, "best_epoch": self.state.best_epoch,
         }  # fmt: skip
+        key = self.config.train.stop_metric
         log.info(
-            "epoch %d loss %.5f %s %.5f (%.2fs + %.2fs eval)",
-            epoch + 1,
-            losses.get("loss", 0.0),
-            self.config.train.stop_metric,
-            valid[self.config.train.stop_metric],
-            train_s,
-            eval_s,
-        )
+            "epoch %d loss %.5f %s %s (%.2fs + %.2fs eval)", epoch + 1, losses.get("loss", 0.0),
+            key, f"{valid[key]:.5f}" if key in valid else "-", train_s, eval_s,
+        )  # fmt: skip
         if self.run_dir is not None:
             with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")

@@ -1,0 +1,49 @@
+"""Reading tables (CSV, TSV or Parquet) as strings, with errors that name the file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from cranerec.data.errors import DataError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
+    """A CSV (``,``), TSV (``.tsv``/``.tab``/``.txt``: tab) or Parquet file as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing file: {path} (the {what})")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: the {what} must be .csv, .tsv or .parquet")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path).astype(str)
+        else:
+            sep = "," if path.suffix == ".csv" else "\t"
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
+    except ImportError as e:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"
+        ) from None
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        ValueError,
+        OSError,
+    ) as e:
+        raise DataError(f"{path}: unreadable {what} ({str(e).strip().splitlines()[0]})") from None
+    return df
