@@ -4,8 +4,10 @@ trained run, and at initialisation with the RCA and the ``concat`` fusions), eac
 alone, and random neighbours.
 
     .venv/bin/python benchmarks/item_graph_quality.py RUN_DIR [--k 10]
+    .venv/bin/python benchmarks/item_graph_quality.py --data PATH [--features-dir DIR] [--k 10]
 
-RUN_DIR is a finished CRANE run (its config names the data). Reads the training split only.
+RUN_DIR is a finished CRANE run (its config names the data). With ``--data`` instead, only the
+raw modalities and random neighbours (no model). Reads the training split only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cranerec.data import load_dataset
+from cranerec.data import DataConfig, load_dataset
 from cranerec.graph import knn_graph
 from cranerec.models import get_model_class
 from cranerec.train.run import read_run_config
@@ -31,22 +33,36 @@ def co_interacted(co, idx: np.ndarray) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("run")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--data", help="a dataset instead of a run: raw modalities only")
+    p.add_argument("--features-dir", help="feature files of --data from another folder")
     p.add_argument("--k", type=int, default=10)
     args = p.parse_args()
-    cfg = read_run_config(args.run)
+    if (args.run is None) == (args.data is None):
+        p.error("give RUN_DIR or --data")
+    cfg = read_run_config(args.run) if args.run else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = load_dataset(cfg.data)
+        data = load_dataset(
+            cfg.data if cfg else DataConfig(path=args.data, features_dir=args.features_dir)
+        )
     train = data.train.astype(np.float32)
     co = (train.T @ train).tocsr()  # item-item co-interaction counts
     cls = get_model_class("crane")
     rows = []
-    for label, model_cfg, trained in [
-        ("CRANE item graph, trained run", cfg.model, True),
-        ("CRANE item graph, RCA at initialisation", cfg.model, False),
-        ("CRANE item graph, concat at initialisation", replace(cfg.model, fusion="concat"), False),
-    ]:
+    for label, model_cfg, trained in (
+        []
+        if cfg is None
+        else [
+            ("CRANE item graph, trained run", cfg.model, True),
+            ("CRANE item graph, RCA at initialisation", cfg.model, False),
+            (
+                "CRANE item graph, concat at initialisation",
+                replace(cfg.model, fusion="concat"),
+                False,
+            ),
+        ]
+    ):
         torch.manual_seed(0)
         model = cls(data, model_cfg).eval()
         if trained:
