@@ -84,3 +84,12 @@ def write_raw(directory: Path, log: pd.DataFrame, features: dict[str, np.ndarray
     if item_ids is not None:
         (directory / "item_ids.txt").write_text("\n".join(item_ids) + "\n", encoding="utf-8")
     return path
+
+
+def write_log(
+    path: Path, rows: list[tuple], columns: tuple[str, ...] = ("user", "item", "time")
+) -> Path:
+    """Write an interaction log (CSV with a header line) for ``cranerec data build``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path

@@ -1,17 +1,19 @@
-"""`cranerec data describe` and `cranerec data convert`, run in-process."""
+"""`cranerec data describe`, `cranerec data convert` and `cranerec data build`, run in-process."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cranerec.cli import SYNTHETIC_BANNER, main
 from cranerec.data import load_dataset
 
-from .builders import N_ITEMS, N_USERS, toy_rows, write_inter
+from .builders import N_ITEMS, N_USERS, pairs_of, toy_rows, write_inter, write_log
 
 pytestmark = pytest.mark.filterwarnings("error::cranerec.data.DataWarning")
 
@@ -135,3 +137,124 @@ def test_convert_to_mmrec_says_which_feature_files_mmrec_must_be_told_about(tmp_
         "text_feature_file: 'audio_feat.npy'",
         "# not read by MMRec (two feature files at most): text",
     ]
+
+
+# ---------------------------------------------------------------------------- cranerec data build
+
+
+def shop_log(path: Path) -> dict[str, str]:
+    """A log of 12 users (4-8 items each, day k of January = their k-th item, rows shuffled), one
+    later repeat of u1's first item, and a user "solo" with one item nobody else has. Returns each
+    user's latest item (solo excluded)."""
+    rng = np.random.default_rng(0)
+    rows, latest = [], {}
+    for u in range(1, 13):
+        items = rng.choice(np.arange(1, 12), size=int(rng.integers(4, 9)), replace=False)
+        rows += [(f"u{u}", f"i{i}", f"2021-01-{k + 1:02d}") for k, i in enumerate(items)]
+        latest[f"u{u}"] = f"i{items[-1]}"
+    rows.append(("u1", rows[0][1], "2023-06-30"))  # a repeat, later than any other row
+    rows.append(("solo", "i-solo", "2021-01-15"))
+    write_log(path, [rows[k] for k in rng.permutation(len(rows))])
+    return latest
+
+
+def build_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    log = tmp_path / "log.csv"
+    if not log.exists():
+        shop_log(log)
+    return ["data", "build", str(log), "--out", str(out), "--time-col", "time", "--quiet", *extra]
+
+
+@pytest.mark.filterwarnings("ignore::cranerec.data.DataWarning")  # cold test items: a tiny log
+def test_build_writes_an_mmrec_folder_with_raw_ids(capsys, tmp_path):
+    latest = shop_log(tmp_path / "log.csv")
+    out = tmp_path / "shop"
+    code, _, err = run(capsys, *build_args(tmp_path, out, "--split", "last", "--user-min", "3"))
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"shop.inter", "user_ids.txt", "item_ids.txt",
+                                               "build.json"}  # fmt: skip
+    ds = load_dataset(path=str(out))
+    assert sorted(ds.user_ids.tolist()) == sorted(latest)
+    test = {(ds.user_ids[u], ds.item_ids[i]) for u, i in pairs_of(ds.test)}
+    assert test == set(latest.items())  # the last item, by date, the repeat not counted
+
+
+def test_build_prints_what_it_dropped(capsys, tmp_path):
+    out = tmp_path / "shop"
+    code, stdout, _ = run(capsys, *build_args(tmp_path, out, "--user-min", "3"))
+    assert code == 0
+    lines = stdout.splitlines()
+    assert "dropped 1 repeated (user, item) rows" in lines
+    assert "k-core (user_min 3, item_min 0) dropped 1 users, 1 items, 1 interactions" in lines
+    report = json.loads((out / "build.json").read_text())["report"]
+    assert (report["dropped_duplicates"], report["kcore"]["users"]) == (1, 1)
+
+
+def test_build_into_an_existing_empty_folder(capsys, tmp_path):
+    out = tmp_path / "shop"
+    out.mkdir()
+    code, _, err = run(capsys, *build_args(tmp_path, out))
+    assert code == 0, err
+    assert (out / "shop.inter").is_file()
+
+
+def test_build_refuses_a_folder_with_files_and_leaves_them_untouched(capsys, tmp_path):
+    out = tmp_path / "shop"
+    write_inter(out, toy_rows(), name="shop")
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, stdout, err = run(capsys, *build_args(tmp_path, out))
+    assert code == 2
+    assert "already exists and is not empty" in err and stdout == ""
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_failed_build_leaves_no_folder_behind(capsys, tmp_path):
+    items = tmp_path / "items.csv"
+    write_log(items, [(f"i{i}", f"item {i}") for i in range(1, 11)], ("item", "title"))  # no i11
+    out = tmp_path / "shop"
+    args = build_args(tmp_path, out, "--items", str(items), "--text-cols", "title")
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert "i11" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.csv", "log.csv"]
+
+
+def test_the_built_folder_has_the_permissions_of_any_new_folder(capsys, tmp_path):
+    (tmp_path / "plain").mkdir()
+    assert run(capsys, *build_args(tmp_path, tmp_path / "shop"))[0] == 0
+    assert (tmp_path / "shop").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+@pytest.mark.filterwarnings("ignore::cranerec.data.DataWarning")
+def test_build_with_text_features_then_train_and_recommend_raw_ids(capsys, tmp_path):
+    from cranerec.features.text import load_text_model
+
+    latest = shop_log(tmp_path / "log.csv")
+    ids = [f"i{i}" for i in range(1, 12)] + ["i-solo", "i-unused"]
+    titles = {i: f"{i}: a {['ball', 'racket', 'shoe', 'tent'][k % 4]} in size {k}"
+              for k, i in enumerate(ids)}  # fmt: skip
+    table = [(i, titles[i]) for i in np.random.default_rng(1).permutation(ids)]
+    write_log(tmp_path / "items.csv", table, ("item", "title"))
+    out = tmp_path / "shop"
+    args = build_args(tmp_path, out, "--items", str(tmp_path / "items.csv"), "--text-cols",
+                      "title", "--user-min", "3")  # fmt: skip
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    item_ids = (out / "item_ids.txt").read_text().split()
+    assert sorted(item_ids) == sorted(ids[:11])  # solo's item went with the k-core
+    feat = np.load(out / "text_feat.npy")
+    expected = load_text_model().encode([titles[i] for i in item_ids], convert_to_numpy=True)
+    np.testing.assert_allclose(feat, expected, atol=1e-4)  # row r is item_ids.txt's line r
+
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", str(out), "--set", "train.epochs=2",
+                       "train.progress=false", "--out", str(run_dir))  # fmt: skip
+    assert code == 0, err
+    recs_file = tmp_path / "recs.csv"
+    code, _, err = run(capsys, "recommend", str(run_dir), "--k", "3", "--out", str(recs_file),
+                       "--quiet")  # fmt: skip
+    assert code == 0, err
+    recs = pd.read_csv(recs_file, dtype=str)
+    assert set(recs["user_id"]) == set(latest)
+    assert set(recs["item_id"]) <= set(ids[:11])

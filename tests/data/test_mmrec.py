@@ -107,3 +107,42 @@ def test_extra_columns_and_column_order_do_not_matter(tmp_path):
     ds = load_dataset(path=str(tmp_path / "d"))
     for split, pairs in TOY_SPLITS.items():
         assert pairs_of(ds.split(split)) == set(pairs)
+
+
+# ---------------------------------------------------------------------------- raw ids beside .inter
+
+RAW_USERS = ["carol", "alice", "dave", "bob"]  # index order, not sorted: read as they are listed
+RAW_ITEMS = ["B07", "A12", "C99", "B01", "Z00", "A02"]
+
+
+def write_ids(directory, users=RAW_USERS, items=RAW_ITEMS) -> None:
+    (directory / "user_ids.txt").write_text("".join(f"{u}\n" for u in users), encoding="utf-8")
+    (directory / "item_ids.txt").write_text("".join(f"{i}\n" for i in items), encoding="utf-8")
+
+
+def test_user_and_item_id_files_give_each_index_its_raw_id(mmrec_dir):
+    write_ids(mmrec_dir)
+    ds = load_mmrec(DataConfig(path=str(mmrec_dir)))
+    assert ds.user_ids.tolist() == RAW_USERS
+    assert ds.item_ids.tolist() == RAW_ITEMS
+    assert pairs_of(ds.test) == set(TOY_SPLITS["test"])  # the indices are unchanged
+
+
+def test_without_id_files_the_ids_are_the_indices(mmrec_dir):
+    ds = load_mmrec(DataConfig(path=str(mmrec_dir)))
+    assert ds.user_ids.tolist() == list(range(N_USERS))
+    assert ds.item_ids.tolist() == list(range(N_ITEMS))
+
+
+@pytest.mark.parametrize(
+    ("users", "items", "message"),
+    [(RAW_USERS[:3], RAW_ITEMS, r"user_ids\.txt: 3 user ids for 4 users"),
+     (RAW_USERS, RAW_ITEMS + ["extra"], r"item_ids\.txt: 7 item ids for 6 items"),
+     (RAW_USERS[:3] + ["alice"], RAW_ITEMS, r"user_ids\.txt: user ids are not unique")],
+)  # fmt: skip
+def test_an_id_file_that_does_not_match_the_inter_file_is_an_error(
+    mmrec_dir, users, items, message
+):
+    write_ids(mmrec_dir, users, items)
+    with pytest.raises(DataError, match=message):
+        load_mmrec(DataConfig(path=str(mmrec_dir)))

@@ -106,8 +106,9 @@ def _times(col: pd.Series, src: str, name: str) -> np.ndarray:
         dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
         if dates.isna().any():
             bad = int(np.flatnonzero(dates.isna().to_numpy())[0])
+            line = int(col.index[bad]) + 2  # the row's label: rows may have been dropped before
             raise DataError(
-                f"{src}: line {bad + 2}: {name} {col.iloc[bad]!r} is neither a number nor a date"
+                f"{src}: line {line}: {name} {col.iloc[bad]!r} is neither a number nor a date"
             )
         return dates.astype("int64").to_numpy()
     return values.to_numpy(dtype=np.float64)

@@ -12,6 +12,7 @@ Formats:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,13 @@ from cranerec.data.split import (
     resolve_split_seed,
     split_per_user,
 )
-from cranerec.data.validate import check_features, check_ids, check_no_duplicates, check_splits
+from cranerec.data.validate import (
+    DataWarning,
+    check_features,
+    check_ids,
+    check_no_duplicates,
+    check_splits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -529,7 +536,18 @@ def load_raw(config: DataConfig) -> Dataset:
                 f"{log_file}: {int(unknown.sum())} interaction(s) name items with no feature row "
                 f"in {ids_path} (first: {first!r})"
             )
+    before = (df[config.user_col].nunique(), df[config.item_col].nunique(), len(df))
     df = kcore_filter(df, config.user_col, config.item_col, config.user_min, config.item_min)
+    after = (df[config.user_col].nunique(), df[config.item_col].nunique(), len(df))
+    if after != before:  # said every time: a raw log's k-core can drop most of its users
+        warnings.warn(
+            f"{log_file}: the k-core (data.user_min={config.user_min}, data.item_min="
+            f"{config.item_min}) dropped {before[0] - after[0]:,} of {before[0]:,} users, "
+            f"{before[1] - after[1]:,} of {before[1]:,} items, {before[2] - after[2]:,} of "
+            f"{before[2]:,} interactions (set data.user_min=1 to keep every user, or use "
+            "`cranerec data build`)",
+            DataWarning, stacklevel=3,
+        )  # fmt: skip
     if df.empty:
         raise DataError(
             f"{log_file}: no interactions left after the k-core filter "

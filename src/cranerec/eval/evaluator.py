@@ -124,7 +124,7 @@ class Evaluator:
             masks["test"] = (dataset.train + dataset.valid).tocsr()
         self._masked = {s: _RowEntries(masks[s], u) for s, u in self._users.items()}
         for split, users in self._users.items():
-            if not len(users):
+            if not len(users) and dataset.split(split).nnz:  # an empty split warns when loaded
                 warnings.warn(
                     f"{dataset.name}: no user of the {split} split has a training interaction; "
                     f"every {split} metric will be 0",

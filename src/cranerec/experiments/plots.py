@@ -22,7 +22,8 @@ def plot_training_curve(
     ax_loss.plot(epochs, [r["loss"] for r in records], color="tab:blue")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (mean over batches)")
-    values = [r["valid"][stop_metric] for r in records]
+    # no valid split (a `full` build): nothing validated, an empty panel
+    values = [r["valid"].get(stop_metric, float("nan")) for r in records]
     ax_metric.plot(epochs, values, color="tab:green")
     if records:
         best = records[-1]["best_epoch"]

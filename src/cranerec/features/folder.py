@@ -10,8 +10,8 @@ files is refused, never overwritten.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,7 +68,9 @@ def build_folder(
     df = read_log(log_path, log_config)
     data, rows, report = split_log(df, log_config, str(log_path))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    # mkdir, not mkdtemp (0700): the folder gets the permissions the umask gives any new folder
+    tmp = out.parent / f".{out.name}.building-{secrets.token_hex(6)}"
+    tmp.mkdir()
     try:
         atomic_write(tmp / f"{name}.inter", lambda f: rows.to_csv(f, sep="\t", index=False))
         write_text_atomic(tmp / "user_ids.txt", "".join(f"{u}\n" for u in data.user_ids.tolist()))

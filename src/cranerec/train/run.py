@@ -163,8 +163,9 @@ def train_run(
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
         "stop_reason": state.stop_reason,
-        "valid": valid.metrics,
-        "test": test.metrics,
+        # an empty split (a `full` build) has no metrics, not zeros that read as scores
+        "valid": valid.metrics if len(valid.users) else {},
+        "test": test.metrics if len(test.users) else {},
         "n_eval_users": {"valid": len(valid.users), "test": len(test.users)},
         "epoch_seconds_mean": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
         # the median is what tables quote: one epoch stretched by a paused or busy machine
@@ -258,5 +259,11 @@ def evaluate_run(
             )
     with np.load(emb_path, allow_pickle=False) as z:
         user_emb, item_emb = torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"])
-    metrics = Evaluator(dataset, config.eval).evaluate(user_emb, item_emb, split).metrics
+    evaluator = Evaluator(dataset, config.eval)
+    if not len(evaluator.users(split)):
+        raise ValueError(
+            f"{run_dir}: no user of the {split} split of its data has a training interaction "
+            f"(an empty split, as in a `full` build): nothing to evaluate"
+        )
+    metrics = evaluator.evaluate(user_emb, item_emb, split).metrics
     return (metrics, dataset.synthetic) if with_flag else metrics
