@@ -85,7 +85,7 @@ def test_coo_coordinates_of_different_lengths(tmp_path):
         load_sparse_pickle(write(tmp_path, m))
 
 
-@pytest.mark.parametrize("fmt", ["coo", "csr", "csc", "dok"])
+@pytest.mark.parametrize("fmt", ["coo", "csr", "csc"])
 def test_valid_matrices_of_every_accepted_format_load_unchanged(tmp_path, fmt):
     dense = np.zeros((4, 5), dtype=np.float32)
     dense[[0, 1, 3, 3], [4, 0, 1, 2]] = 1

@@ -161,31 +161,9 @@ def _checked_coo(obj: Any, path: Path) -> sp.coo_matrix:
             )
         _in_range(row, n_rows, "row", (n_rows, n_cols))
         _in_range(col, n_cols, "column", (n_rows, n_cols))
-    elif fmt == "dok":
-        items = state.get("_dict", obj if isinstance(obj, dict) else None)
-        if not isinstance(items, dict):
-            raise _BadMatrixError("invalid sparse matrix: no entries")
-        keys = list(items)
-        if not all(
-            isinstance(k, tuple) and len(k) == 2 and all(isinstance(i, int | np.integer) for i in k)
-            for k in keys
-        ):
-            raise _BadMatrixError(
-                "invalid sparse matrix: an entry's key is not a (row, column) pair of integers"
-            )
-        row = np.array([k[0] for k in keys], dtype=np.int64)
-        col = np.array([k[1] for k in keys], dtype=np.int64)
-        try:
-            data = np.array([float(v) for v in items.values()], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise _BadMatrixError(
-                "invalid sparse matrix: an entry's value is not a number"
-            ) from None
-        _in_range(row, n_rows, "row", (n_rows, n_cols))
-        _in_range(col, n_cols, "column", (n_rows, n_cols))
     else:
         raise _BadMatrixError(
-            f"invalid sparse matrix: format {fmt!r} is not accepted (coo, csr, csc or dok)"
+            f"invalid sparse matrix: format {fmt!r} is not accepted (coo, csr or csc)"
         )
     if not np.all(np.isfinite(data)):
         raise _BadMatrixError(
