@@ -120,6 +120,22 @@ def test_finished_run_is_reported_not_retrained(tiny_data, tmp_path):
     assert (tmp_path / "r" / "results.json").stat().st_mtime_ns == mtime
 
 
+def test_finished_run_on_changed_data_is_refused_not_reported(tiny_data, tmp_path):
+    """Regression: rerunning `cranerec train --out DIR` after the data changed printed the old
+    metrics with no warning."""
+    from cranerec.data import Dataset
+
+    train_run(_config(), tmp_path / "r", tiny_data)
+    changed = tiny_data.train.tolil()
+    changed[0, :] = 0
+    other = Dataset(
+        tiny_data.name, changed.tocsr(), tiny_data.valid, tiny_data.test, tiny_data.user_ids,
+        tiny_data.item_ids, tiny_data.features,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=rf"{tiny_data.fingerprint}.*{other.fingerprint}"):
+        train_run(_config(), tmp_path / "r", other)
+
+
 def test_different_config_in_same_directory_is_refused(tiny_data, tmp_path):
     train_run(_config(), tmp_path / "r", tiny_data)
     with pytest.raises(ConfigError, match=r"train\.lr"):
@@ -281,3 +297,19 @@ def test_failed_start_does_not_claim_the_directory(tmp_path):
         train_run(bad, tmp_path / "r")
     assert not (tmp_path / "r" / "config.yaml").exists()
     train_run(_config(), tmp_path / "r")  # a corrected command is accepted
+
+
+def test_second_process_on_a_run_directory_is_refused_with_the_holders_pid(tmp_path):
+    """Regression: two `cranerec train` with the same --out both trained and wrote every epoch
+    twice into metrics.jsonl. The run directory is locked for the life of a run."""
+    from cranerec.train.run import LOCK_FILE
+    from cranerec.utils.io import exclusive_lock
+
+    out = tmp_path / "r"
+    out.mkdir()
+    with exclusive_lock(out / LOCK_FILE, "test"):  # this process plays the first trainer
+        proc = _run(out)
+    assert proc.returncode == 2
+    assert f"pid {os.getpid()}" in proc.stderr and str(out) in proc.stderr
+    assert not (out / "metrics.jsonl").exists()
+    assert not (out / "config.yaml").exists()

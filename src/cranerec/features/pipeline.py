@@ -138,7 +138,14 @@ def build_image_features(
     paths = [(root / c) if c else None for c in cells]
     model_dir = Path(model)
     processor, net = load_image_model(model_dir, device)
-    feat, ok = embed_images(paths, processor, net, batch_size=batch_size, progress=progress)
+    try:
+        feat, ok = embed_images(paths, processor, net, batch_size=batch_size, progress=progress)
+    except DataError:  # not one image read: most often the wrong folder
+        raise DataError(
+            f"{table.path}: none of the {len(ids)} item(s) has a readable image (column "
+            f"{image_col!r}, paths relative to {root}), first: {ids[:5].tolist()}; check the "
+            "paths, or give their folder with --image-root"
+        ) from None
     missing = _missing(ids, ~ok, f"a missing or unreadable image (column {image_col!r}, "
                        f"paths relative to {root})", table, on_missing)  # fmt: skip
     feat = _normalise(feat, normalize)

@@ -31,7 +31,13 @@ from cranerec.models import get_model_class
 from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
 from cranerec.train.trainer import EpochCallback, Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb
-from cranerec.utils.io import savez_atomic, torch_save_atomic, write_json_atomic, write_text_atomic
+from cranerec.utils.io import (
+    exclusive_lock,
+    savez_atomic,
+    torch_save_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ EMBEDDINGS_FILE = "embeddings.npz"
 MODEL_FILE = "model.pt"
 SEEN_FILE = "seen.npz"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"  # held (flock) by the process training the run
 
 
 def build_config(
@@ -97,7 +104,7 @@ def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
                 f"{run_dir} holds a run with a different configuration ({', '.join(diff)} differ); "
                 f"choose another --out, or continue it as it was with --resume {run_dir}"
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise ConfigError(
             f"{run_dir} exists and is not an empty run directory; choose another --out"
         )
@@ -114,83 +121,98 @@ def train_run(
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
     results_path = run_dir / RESULTS_FILE
-    if results_path.exists():
-        log.info("%s is finished; reporting its results", run_dir)
-        return json.loads(results_path.read_text(encoding="utf-8"))
     if dataset is None:
         dataset = load_dataset(config.data)
+    if results_path.exists():
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        stored = results.get("data_fingerprint")
+        if stored != dataset.fingerprint:  # never report results of other data as this data's
+            raise ConfigError(
+                f"{run_dir} finished on data with fingerprint {stored}, but {config.data.path} "
+                f"now has fingerprint {dataset.fingerprint} (the data changed): train into "
+                "another --out, or delete the run directory to retrain it"
+            )
+        log.info("%s is finished; reporting its results", run_dir)
+        return results
     torch.set_num_threads(config.train.n_threads)
     seed_everything(config.seed)
     model = get_model_class(config.model_name)(dataset, config.model)
     evaluator = Evaluator(dataset, config.eval)
     # Written once data and model are known to load: a failed start does not claim the directory.
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or ())
-    state = trainer.fit()
+    # One process per run directory: a second `cranerec train --out DIR` would write every epoch
+    # twice into metrics.jsonl.
+    with exclusive_lock(run_dir / LOCK_FILE, f"run directory {run_dir}"):
+        if results_path.exists():  # finished by the process that held the lock before us
+            return json.loads(results_path.read_text(encoding="utf-8"))
+        write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or ())
+        state = trainer.fit()
 
-    t0 = time.perf_counter()
-    user_emb, item_emb = model.export_embeddings()
-    valid = evaluator.evaluate(user_emb, item_emb, "valid")
-    test = evaluator.evaluate(user_emb, item_emb, "test")
-    final_eval_s = time.perf_counter() - t0
-    # The restored best weights with the arguments that built the model (loadable with
-    # torch.load(weights_only=True)): what serving needs beside embeddings.npz.
-    torch_save_atomic(
-        run_dir / MODEL_FILE,
-        {"model_name": config.model_name, "config": config.to_dict(),
-         "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
-    )  # fmt: skip
-    test.save_per_user(str(run_dir / "per_user.npz"), dataset.user_ids)
-    valid.save_per_user(str(run_dir / "per_user_valid.npz"), dataset.user_ids)
-    savez_atomic(
-        run_dir / EMBEDDINGS_FILE,
-        user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
-        user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
-        synthetic_data=np.array(dataset.synthetic),
-    )  # fmt: skip
-    savez_atomic(
-        run_dir / SEEN_FILE, indptr=dataset.train.indptr.astype(np.int64),
-        indices=dataset.train.indices.astype(np.int64), shape=np.array(dataset.train.shape, np.int64),
-    )  # fmt: skip
-    eval_times = state.eval_seconds or [final_eval_s / 2]
-    results = {
-        "model": config.model_name,
-        "dataset": dataset.name,
-        "synthetic_data": dataset.synthetic,
-        "data_fingerprint": dataset.fingerprint,
-        "seed": config.seed,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "stop_reason": state.stop_reason,
-        # an empty split (a `full` build) has no metrics, not zeros that read as scores
-        "valid": valid.metrics if len(valid.users) else {},
-        "test": test.metrics if len(test.users) else {},
-        "n_eval_users": {"valid": len(valid.users), "test": len(test.users)},
-        "epoch_seconds_mean": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
-        # the median is what tables quote: one epoch stretched by a paused or busy machine
-        # moves the mean, not the median
-        "epoch_seconds_median": (
-            float(np.median(state.epoch_seconds)) if state.epoch_seconds else 0.0
-        ),
-        "eval_seconds_mean": float(np.mean(eval_times)),
-        "peak_rss_mb": peak_rss_mb(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(config.train.device),
-        "git_sha": git_sha(),
-        "cranerec_version": cranerec.__version__,
-    }
-    write_json_atomic(results_path, results)
-    if state.epoch:
-        synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
-        try:
-            plot_training_curve(
-                run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
-                title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
-            )  # fmt: skip
-        except Exception as e:  # a plot must never cost a finished run its results
-            log.warning("could not draw the training curve: %s", e)
-    return results
+        t0 = time.perf_counter()
+        user_emb, item_emb = model.export_embeddings()
+        valid = evaluator.evaluate(user_emb, item_emb, "valid")
+        test = evaluator.evaluate(user_emb, item_emb, "test")
+        final_eval_s = time.perf_counter() - t0
+        # The restored best weights with the arguments that built the model (loadable with
+        # torch.load(weights_only=True)): what serving needs beside embeddings.npz.
+        torch_save_atomic(
+            run_dir / MODEL_FILE,
+            {"model_name": config.model_name, "config": config.to_dict(),
+             "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
+        )  # fmt: skip
+        test.save_per_user(str(run_dir / "per_user.npz"), dataset.user_ids)
+        valid.save_per_user(str(run_dir / "per_user_valid.npz"), dataset.user_ids)
+        savez_atomic(
+            run_dir / EMBEDDINGS_FILE,
+            user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
+            user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
+            synthetic_data=np.array(dataset.synthetic),
+        )  # fmt: skip
+        savez_atomic(
+            run_dir / SEEN_FILE, indptr=dataset.train.indptr.astype(np.int64),
+            indices=dataset.train.indices.astype(np.int64), shape=np.array(dataset.train.shape, np.int64),
+        )  # fmt: skip
+        eval_times = state.eval_seconds or [final_eval_s / 2]
+        results = {
+            "model": config.model_name,
+            "dataset": dataset.name,
+            "synthetic_data": dataset.synthetic,
+            "data_fingerprint": dataset.fingerprint,
+            "seed": config.seed,
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "stop_reason": state.stop_reason,
+            # an empty split (a `full` build) has no metrics, not zeros that read as scores
+            "valid": valid.metrics if len(valid.users) else {},
+            "test": test.metrics if len(test.users) else {},
+            "n_eval_users": {"valid": len(valid.users), "test": len(test.users)},
+            "epoch_seconds_mean": float(np.mean(state.epoch_seconds))
+            if state.epoch_seconds
+            else 0.0,
+            # the median is what tables quote: one epoch stretched by a paused or busy machine
+            # moves the mean, not the median
+            "epoch_seconds_median": (
+                float(np.median(state.epoch_seconds)) if state.epoch_seconds else 0.0
+            ),
+            "eval_seconds_mean": float(np.mean(eval_times)),
+            "peak_rss_mb": peak_rss_mb(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(config.train.device),
+            "git_sha": git_sha(),
+            "cranerec_version": cranerec.__version__,
+        }
+        write_json_atomic(results_path, results)
+        if state.epoch:
+            synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
+            try:
+                plot_training_curve(
+                    run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
+                    title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
+                )  # fmt: skip
+            except Exception as e:  # a plot must never cost a finished run its results
+                log.warning("could not draw the training curve: %s", e)
+        return results
 
 
 def train_seeds(

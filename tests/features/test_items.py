@@ -1,0 +1,157 @@
+"""The item table and its alignment to items by raw id (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cranerec.data.errors import DataError
+from cranerec.features import align_items, read_item_table, write_features
+from cranerec.features.items import sorted_ids
+
+
+def write_csv(path, rows, columns=("sku", "title")):
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def test_items_are_matched_to_rows_by_id_not_by_position(tmp_path):
+    table = read_item_table(
+        write_csv(tmp_path / "items.csv", [(" 7", "g"), ("3", "c"), ("12", "l"), ("x", "?")]),
+        "sku", ["title"],
+    )  # fmt: skip
+    align = align_items(table, np.array([12, 3, 7]))  # int ids, as an MMRec dataset has them
+    assert table.columns["title"][align.rows].tolist() == ["l", "c", "g"]
+
+
+def test_items_missing_from_the_table_are_an_error_naming_them(tmp_path):
+    table = read_item_table(
+        write_csv(tmp_path / "items.csv", [("1", "a"), ("2", "b")]), "sku", ["title"]
+    )
+    with pytest.raises(DataError, match=r"2 item\(s\).*\['9', '5'\]"):
+        align_items(table, np.array(["1", "9", "5"]))
+
+
+def test_extra_table_rows_are_counted(tmp_path):
+    rows = [(str(i), f"t{i}") for i in range(5)]
+    table = read_item_table(write_csv(tmp_path / "items.csv", rows), "sku", ["title"])
+    assert align_items(table, np.array(["4", "0"])).extra == 3
+    assert align_items(table, np.array(["4", "0", "1", "2", "3"])).extra == 0
+
+
+def test_duplicated_id_is_an_error_naming_the_id_and_its_lines(tmp_path):
+    path = write_csv(tmp_path / "items.csv", [("1", "a"), ("2", "b"), ("3", "c"), ("2", "d")])
+    # the header is line 1: rows 1 and 3 are lines 3 and 5
+    with pytest.raises(DataError, match=r"item id '2' appears on lines \[3, 5\]"):
+        read_item_table(path, "sku", ["title"])
+
+
+def test_empty_id_is_an_error_naming_its_line(tmp_path):
+    path = write_csv(tmp_path / "items.csv", [("1", "a"), ("  ", "b")])
+    with pytest.raises(DataError, match="line 3: empty sku"):
+        read_item_table(path, "sku", ["title"])
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = write_csv(tmp_path / "items.csv", [("1", "a")])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['name', 'desc'\]"):
+        read_item_table(path, "sku", ["name", "desc"])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['id'\]"):
+        read_item_table(path, "id", ["title"])
+
+
+def test_a_table_without_rows_is_an_error(tmp_path):
+    path = write_csv(tmp_path / "items.csv", [])
+    with pytest.raises(DataError, match="no rows"):
+        read_item_table(path, "sku", ["title"])
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("items.csv", None, "missing file"),
+        ("items.csv", b"sku,title\n1,\xff\xfe\x80\n", "unreadable item table"),
+        ("items.xlsx", b"sku,title\n1,a\n", "must be .csv, .tsv or .parquet"),
+        ("items.parquet", b"not parquet", "unreadable item table"),
+    ],
+)
+def test_unreadable_table_is_an_error_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as e:
+        read_item_table(path, "sku", ["title"])
+    assert str(path) in str(e.value)
+
+
+def test_csv_tsv_and_parquet_tables_read_alike(tmp_path):
+    df = pd.DataFrame({"sku": [10, 2, 33], "title": ["ten", "", "thirty three"]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_csv(tmp_path / "a.tsv", index=False, sep="\t")
+    df.to_parquet(tmp_path / "a.parquet", index=False)
+    tables = [
+        read_item_table(tmp_path / f"a.{ext}", "sku", ["title"])
+        for ext in ("csv", "tsv", "parquet")
+    ]
+    for t in tables:
+        assert t.ids.tolist() == ["10", "2", "33"]
+        assert t.columns["title"].tolist() == ["ten", "", "thirty three"]
+
+
+def test_empty_and_null_cells_read_as_empty_text(tmp_path):
+    df = pd.DataFrame({"sku": ["a", "b", "c"], "title": ["x", None, "  "]})
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    (tmp_path / "t.csv").write_text("sku,title\na,x\nb,\nc,  \n", encoding="utf-8")
+    for name in ("t.parquet", "t.csv"):
+        assert read_item_table(tmp_path / name, "sku", ["title"]).columns["title"].tolist() == [
+            "x",
+            "",
+            "",
+        ]
+
+
+def test_sorted_ids_are_numeric_when_all_ids_are_integers():
+    assert sorted_ids(np.array(["10", "9", "100", "0"], dtype=object)).tolist() == [
+        "0",
+        "9",
+        "10",
+        "100",
+    ]
+    assert sorted_ids(np.array(["b10", "b9", "a"], dtype=object)).tolist() == ["a", "b10", "b9"]
+
+
+def test_write_features_writes_rows_ids_and_sidecar(tmp_path):
+    feat = np.arange(6, dtype=np.float64).reshape(3, 2)
+    path = write_features(
+        tmp_path / "out", "text", feat, np.array(["c", "a", "b"]), {"kind": "text"}
+    )
+    saved = np.load(path)
+    assert saved.dtype == np.float32 and np.array_equal(saved, feat.astype(np.float32))
+    assert (tmp_path / "out" / "item_ids.txt").read_text() == "c\na\nb\n"
+
+
+def test_a_second_modality_with_the_same_items_shares_the_folder(tmp_path):
+    ids = np.array(["1", "2"])
+    write_features(tmp_path, "text", np.ones((2, 3)), ids, {})
+    write_features(tmp_path, "image", np.zeros((2, 4)), ids, {})
+    assert np.load(tmp_path / "image_feat.npy").shape == (2, 4)
+    assert (tmp_path / "item_ids.txt").read_text() == "1\n2\n"
+
+
+@pytest.mark.parametrize("other_ids", [["2", "1"], ["1", "2", "3"], ["1"]])
+def test_features_for_other_items_are_refused_and_nothing_is_written(tmp_path, other_ids):
+    write_features(tmp_path, "text", np.ones((2, 3)), np.array(["1", "2"]), {})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    feat = np.zeros((len(other_ids), 3))
+    with pytest.raises(DataError, match="item_ids.txt: lists other items"):
+        write_features(tmp_path, "text", feat, np.array(other_ids), {})
+    with pytest.raises(DataError, match="item_ids.txt: lists other items"):
+        write_features(tmp_path, "image", feat, np.array(other_ids), {})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_modality_name_that_is_not_a_file_name_part_is_refused(tmp_path):
+    with pytest.raises(DataError, match="--modality"):
+        write_features(tmp_path, "../text", np.ones((1, 2)), np.array(["1"]), {})
+    assert not any(tmp_path.iterdir())
