@@ -116,17 +116,10 @@ def _times(col: pd.Series, src: str, name: str) -> np.ndarray:
 
 def read_log(path, config: LogConfig) -> pd.DataFrame:
     """The log's columns as strings; errors name the file, the column and the first bad line."""
-    df = read_table(path, "interaction log")
     c = config
-    need = [x for x in (c.user_col, c.item_col, c.time_col, c.rating_col) if x]
-    missing = [x for x in need if x not in df.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; found {list(df.columns)} (name yours with "
-            "--user-col, --item-col, --time-col, --rating-col)"
-        )
-    if df.empty:
-        raise DataError(f"{path}: the interaction log has no rows")
+    need = tuple(x for x in (c.user_col, c.item_col, c.time_col, c.rating_col) if x)
+    hint = "name yours with --user-col, --item-col, --time-col, --rating-col"
+    df = read_table(path, "interaction log", need, hint)
     for col in (c.user_col, c.item_col):
         values = df[col].astype(str).str.strip()
         empty = np.flatnonzero((values == "").to_numpy())

@@ -21,8 +21,12 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
-    """A CSV (``,``), TSV (``.tsv``/``.tab``/``.txt``: tab) or Parquet file as strings."""
+def read_table(
+    path: str | Path, what: str = "table", need: tuple[str, ...] = (), hint: str = ""
+) -> pd.DataFrame:
+    """A CSV (``,``), TSV (``.tsv``/``.tab``/``.txt``: tab) or Parquet file as strings, with the
+    columns ``need`` present (an error names the missing ones, the found ones and ``hint``) and
+    at least one row."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"missing file: {path} (the {what})")
@@ -46,4 +50,9 @@ def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
         OSError,
     ) as e:
         raise DataError(f"{path}: unreadable {what} ({str(e).strip().splitlines()[0]})") from None
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)} ({hint})")
+    if df.empty:
+        raise DataError(f"{path}: the {what} has no rows")
     return df

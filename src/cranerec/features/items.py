@@ -37,16 +37,8 @@ def read_item_table(path: str | Path, id_col: str, columns: list[str]) -> ItemTa
     unique. Errors name the file, the column and the first offending row (file lines: the
     header is line 1)."""
     path = Path(path)
-    df = read_table(path, "item table")
-    need = [id_col, *columns]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; found {list(df.columns)} "
-            "(name yours with --id-col and the column options)"
-        )
-    if df.empty:
-        raise DataError(f"{path}: the item table has no rows")
+    hint = "name yours with --id-col and the column options"
+    df = read_table(path, "item table", (id_col, *columns), hint)
     ids = df[id_col].astype(str).str.strip().to_numpy(dtype=object)
     empty = np.flatnonzero(ids == "")
     if len(empty):
