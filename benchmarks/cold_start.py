@@ -142,7 +142,8 @@ def main() -> int:
         )
         run_dir = Path(args.out) / f"{model}-seed{args.seed}"
         train_run(config, run_dir, warm)
-        rec = Recommender.load(run_dir, dataset=warm)
+        # the protocol's "every item the user did not train on": training items excluded only
+        rec = Recommender.load(run_dir, dataset=warm, seen_splits=("train",))
         rec.add_items(
             {m: f[cold] for m, f in data.features.items()}, data.item_ids[cold].astype(str).tolist()
         )

@@ -45,6 +45,19 @@ def test_seeds_write_one_directory_each_and_a_summary(tmp_path, capsys):
         (["train", "--model", "nope"], "registered models"),
         (["train", "--data", "/no/such/dir"], "data path not found"),
         (["evaluate", "/no/such/run"], "not a run directory"),
+        # the hardening probe: each was a traceback or a late failure
+        (["train", "--set", "model=5"], "expected a model name"),
+        (["train", "--set", "train.lr=inf"], "train.lr: expected a finite number"),
+        (["train", "--set", "model.reg_weight=nan"], "model.reg_weight: expected a finite"),
+        (["train", "--set", "model.reg_weight=-1"], "model.reg_weight must be >= 0"),
+        (["train", "--set", "train.time_budget_s=nan"], "train.time_budget_s: expected a finite"),
+        (["train", "--set", "data.split_ratios=[nan, 0.1, 0.1]"], "split_ratios[0]: expected a"),
+        (["train", "--model", "crane", "--set", "model.temperature=0"], "temperature must be > 0"),
+        (["train", "--seed", "-1"], "seed must be an integer in [0, 2**32)"),
+        (["train", "--seed", "100000000000000000000"], "seed must be an integer in [0, 2**32)"),
+        (["train", "--seeds", "1", "1"], "seed(s) [1] more than once"),
+        (["train", "--format", "synthetic", "--data", "/tmp"], "reads no files"),
+        (["train", "--set", "train.lr"], "--set expects key=value"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path):
@@ -101,11 +114,10 @@ def test_written_results_are_readable_by_others(tmp_path):
 
 
 def test_repeated_set_flags_accumulate():
-    from cranerec.cli import build_parser
+    from cranerec.cli import _split_set_pairs, build_parser
 
-    args = build_parser().parse_args(
-        ["train", "--set", "train.epochs=2", "--set", "model.n_layers=1", "train.lr=0.01"]
-    )
+    argv = ["train", "--set", "train.epochs=2", "--set", "model.n_layers=1", "train.lr=0.01"]
+    args = build_parser().parse_args(_split_set_pairs(argv))
     assert args.set == ["train.epochs=2", "model.n_layers=1", "train.lr=0.01"]
 
 
@@ -113,3 +125,100 @@ def test_model_given_as_a_bare_name_in_a_config():
     from cranerec.train.config import resolve_config
 
     assert resolve_config({"model": "bpr"}).model_name == "bpr"
+
+
+def test_a_yaml_preset_list_is_a_clear_error(tmp_path, capsys):
+    # bug: `preset: [a]` was a TypeError (unhashable type: 'list')
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: [a]\n")
+    assert main(["train", "--config", str(f), "--out", str(tmp_path / "r")]) == 2
+    assert "preset: expected one preset name" in capsys.readouterr().err
+
+
+def test_broken_yaml_is_one_line_with_its_position(tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: {name: [\n")
+    assert main(["train", "--config", str(f), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid YAML (line 2, column 1)" in err
+
+
+def test_serve_port_out_of_range_is_a_usage_error(capsys):
+    # bug: OverflowError from bind() after loading the run
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "/no/run", "--port", "99999"])
+    assert e.value.code == 2 and "not a TCP port" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_and_v_shows_the_traceback(monkeypatch, capsys):
+    import cranerec.cli as cli
+
+    def broken(args):
+        raise TypeError("boom")
+
+    monkeypatch.setattr(cli, "_cmd_models", broken)
+    assert main(["models"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: TypeError: boom" in err and "-v" in err
+    assert main(["-v", "models"]) == 3
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_diverged_loss_is_one_line_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
+    from cranerec.models.bpr import BPR
+
+    real = BPR.loss
+
+    def nan_after_epoch_1(self, batch):
+        loss, parts = real(self, batch)
+        return (loss * float("nan") if self.calls_ > 3 else loss), parts
+
+    def counting(self, batch):
+        self.calls_ = getattr(self, "calls_", 0) + 1
+        return nan_after_epoch_1(self, batch)
+
+    monkeypatch.setattr(BPR, "loss", counting)
+    out = tmp_path / "r"
+    args = ["train", "--model", "bpr", "--out", str(out), *FAST, "--set", "train.batch_size=2048"]
+    args += ["data.synthetic_users=200", "data.synthetic_items=100"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the training loss became nan" in err and "lower train.lr" in err
+    assert err.count("\n") == 1
+    assert (out / "checkpoint.pt").exists() and not (out / "results.json").exists()
+
+
+def test_progress_without_a_terminal_is_one_line_per_epoch(tmp_path, capsys):
+    args = ["train", "--model", "bpr", "--out", str(tmp_path / "r"), "--set", "train.epochs=3"]
+    assert main([*args, "train.patience=1", "data.synthetic_users=200"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "epoch" in ln]
+    assert len(lines) >= 2 and lines[0].startswith("bpr on synthetic: epoch 1/")
+    assert "recall@20" in lines[0] and "s eval" in lines[0]
+
+
+def test_resume_can_extend_the_epochs_of_a_run_that_hit_its_cap(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["train", "--model", "bpr", "--out", str(out), *FAST]
+    assert main(base) == 0
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
+    assert main(["train", "--resume", str(out), "--set", "train.epochs=4"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs_run"] == 4
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]  # trained on, not from scratch
+    assert main(["train", "--resume", str(out), "--set", "model.reg_weight=1"]) == 2
+    assert "drop --set model.reg_weight" in capsys.readouterr().err
+
+
+def test_threads_flag_sets_torch_threads_without_changing_the_run(tmp_path):
+    out = tmp_path / "r"
+    assert main(["train", "--model", "bpr", "--out", str(out), *FAST, "--threads", "1"]) == 0
+    assert json.loads((out / "results.json").read_text())["torch_threads"] == 1
+    assert main(["train", "--resume", str(out), "--threads", "2"]) == 0  # no config clash
+
+
+def test_default_threads_are_the_physical_cores():
+    from cranerec.train.config import TrainConfig
+    from cranerec.utils.env import usable_physical_cores
+
+    assert TrainConfig().n_threads == usable_physical_cores() >= 1

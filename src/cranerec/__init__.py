@@ -1,10 +1,31 @@
-"""cranerec: multimodal graph recommendation (CRANE and the baselines it is measured against)."""
+"""cranerec: multimodal graph recommendation (CRANE and the baselines it is measured against).
+
+The Python API (``docs/api.md``): ``cranerec.fit(data, model, **settings)`` trains and returns a
+``TrainedModel`` (``recommend``, ``similar_items``, ``save``); ``cranerec.load(path)`` reads one
+back. They are imported on first use, so ``import cranerec`` stays light.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("cranerec")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from cranerec.api import TrainedModel, fit, load
+
+_API = ("TrainedModel", "fit", "load")
+
+__all__ = ["TrainedModel", "__version__", "fit", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from cranerec import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cranerec' has no attribute {name!r}")

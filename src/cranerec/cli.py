@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -60,28 +61,50 @@ def _print_results(results: dict, run_dir: str | None = None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from cranerec.config import parse_overrides
     from cranerec.data.loaders import load_dataset
-    from cranerec.train.run import build_config, read_run_config, train_run, train_seeds
+    from cranerec.train.run import (
+        EXTENDABLE,
+        build_config,
+        extend_run,
+        read_run_config,
+        train_run,
+        train_seeds,
+    )
 
     if args.resume:
         given = [flag for flag, value in (
             ("--out", args.out), ("--seeds", args.seeds), ("--seed", args.seed), ("--data", args.data),
             ("--model", args.model), ("--preset", args.preset), ("--config", args.config),
-            ("--set", args.set), ("--format", args.format),
+            ("--format", args.format),
         ) if value]  # fmt: skip
-        if given:
+        longer = parse_overrides(args.set)
+        others = sorted(
+            f"{section}.{key}" for section, values in longer.items()
+            for key in (values if isinstance(values, dict) else {"": None})
+            if f"{section}.{key}" not in EXTENDABLE
+        )  # fmt: skip
+        if given or others:
             raise ValueError(
-                f"--resume RUN_DIR continues the run as it was configured; drop {', '.join(given)} "
-                "(only --device may change)"
+                f"--resume RUN_DIR continues the run as it was configured; drop "
+                f"{', '.join(given + [f'--set {k}' for k in others])} (only --device, --threads "
+                f"and --set {' / '.join(EXTENDABLE)} may change)"
             )
-        config = read_run_config(args.resume)
+        extend = bool(longer)
+        config = extend_run(args.resume, **longer.get("train", {})) if extend else None
+        config = config or read_run_config(args.resume)
         if args.device:
             config.train.device = args.device
-        _print_results(train_run(config, args.resume), args.resume)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            config.train.threads = args.threads
+        _print_results(train_run(config, args.resume, extend=extend), args.resume)
         return 0
     config = build_config(
         model=args.model, preset=args.preset, config_file=args.config, overrides=args.set,
         data=args.data, data_format=args.format, seed=args.seed, device=args.device,
+        threads=args.threads,
     )  # fmt: skip
     out = args.out or f"runs/{config.model_name}-{Path(config.data.path).name}"
     dataset = load_dataset(config.data)
@@ -372,7 +395,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             raise ValueError(
                 "writing Parquet needs pyarrow: pip install 'cranerec[parquet]', or write .csv"
             ) from None
-    rec = Recommender.load(args.run_dir, index=args.index)
+    rec = Recommender.load(args.run_dir, index=args.index, require_seen=not args.include_seen)
     users = rec.user_ids.tolist() if args.users == "all" else _read_user_file(args.users)
     rec.check_ids(users, "user")  # unknown ids fail here, before any work
     frames = []
@@ -430,10 +453,19 @@ def _version() -> str:
     return __version__
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
 def _add_data_set(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument(
-        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help_text
-    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -453,7 +485,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     counts = run_experiment(
         spec, store, workers=args.workers, retry_failed=args.retry_failed, storage=args.storage,
-        device=args.device,
+        device=args.device, threads=args.threads,
     )  # fmt: skip
     if spec.models:
         _out(f"{spec.name}: runs " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -499,6 +531,10 @@ def _add_experiment_parsers(sub) -> None:
     )
     x.add_argument("--workers", type=int, default=1, help="local worker processes (cores shared)")
     x.add_argument(
+        "--threads", type=int, help="torch threads per worker (default: the physical cores this "
+        "process may use, shared between the workers); no part of a run's id",
+    )  # fmt: skip
+    x.add_argument(
         "--device",
         help="train every run on this device (cpu, cuda[:N]) instead of the one its config names; "
         "no part of a run's id, so runs move between CPU and GPU machines",
@@ -543,8 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML config file")
     t.add_argument(
         "--set",
-        nargs="+",
-        action="extend",
+        action="append",
         default=[],
         metavar="KEY=VALUE",
         help="override settings, e.g. train.lr=1e-3 model.n_layers=3",
@@ -554,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=int, nargs="+", help="several seeds: DIR/seed-N each")
     t.add_argument("--out", help="run directory (or parent directory with --seeds)")
     t.add_argument("--device", help="cpu or cuda[:N]")
+    t.add_argument(
+        "--threads", type=int, help="torch threads (default: the physical cores this process may "
+        "use); lower it on a busy machine. Same as --set train.threads=N; may change on --resume",
+    )  # fmt: skip
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.set_defaults(func=_cmd_train)
 
@@ -589,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=20)
     r.add_argument("--out", required=True, help="output file: .parquet or .csv")
     r.add_argument("--batch-size", type=int, default=1024, help="users per search")
-    r.add_argument("--include-seen", action="store_true", help="keep the users' training items")
+    r.add_argument("--include-seen", action="store_true", help="keep the items users already have")
     r.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_recommend)
@@ -597,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve a run over HTTP (needs the serve extra)")
     sv.add_argument("run_dir")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     sv.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
     sv.add_argument(
         "--threads",
@@ -612,12 +651,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_set_pairs(argv: list[str]) -> list[str]:
+    """``--set a=1 b=2 DST`` -> ``--set a=1 --set b=2 DST``: after ``--set`` only ``key=value``
+    words belong to it, so a following positional argument is not swallowed (argparse's
+    ``nargs="+"`` would take it and fail on it as a setting). The first word after ``--set``
+    always belongs to it, so ``--set lr`` is reported as a setting without ``=``."""
+    out: list[str] = []
+    state = "free"  # "first": the word right after --set; "more": further key=value words
+    for word in argv:
+        if state == "first" and not word.startswith("-"):
+            out.extend(["--set", word])
+            state = "more"
+            continue
+        if state == "first":
+            out.append("--set")  # argparse: "--set: expected at least one argument"
+        if state == "more" and "=" in word and not word.startswith("-"):
+            out.extend(["--set", word])
+            continue
+        state = "first" if word == "--set" else "free"
+        if state == "free":
+            out.append(word)
+    if state == "first":
+        out.append("--set")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cranerec`` console script."""
     from cranerec.config import ConfigError
     from cranerec.data.errors import DataError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_split_set_pairs(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -625,9 +689,27 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         return args.func(args)
-    except (ConfigError, DataError, ValueError, RuntimeError, OSError) as e:
-        sys.stderr.write(f"cranerec: error: {e}\n")
+    except (ConfigError, DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"cranerec: error: {_one_line(e)}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("cranerec: interrupted (a training run resumes when rerun)\n")
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line; -v shows where
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"cranerec: internal error: {type(e).__name__}: {_one_line(e)} (rerun with -v for "
+            "the traceback, and please report it)\n"
+        )
+        return 3
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":

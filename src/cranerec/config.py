@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import re
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -31,11 +33,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        errors = []
         for arg in args:
             if arg is type(None):
                 continue
-            with contextlib.suppress(ConfigError):
+            try:
                 return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:  # `float | None`: the float's own message says what is wrong
+            raise errors[0]
         raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
     if origin is typing.Literal:
         allowed = get_args(tp)
@@ -69,14 +76,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # NaN/inf would pass every `x > 0` check and fail late
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -105,6 +115,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         name: _coerce(value, hints[name], f"{where}.{name}" if where else name)
         for name, value in data.items()
     }
+    for name, value in kwargs.items():
+        _check_sign(name, value, f"{where}.{name}" if where else name)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
@@ -113,6 +125,25 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         except ConfigError as e:
             raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
     return obj
+
+
+#: Settings that are weights, rates, counts or sizes by name: a negative value is always a
+#: mistake (a negative loss weight turns a penalty into a reward), so every config refuses one.
+NON_NEGATIVE = re.compile(
+    r"(weight|weight_decay|dropout|keep|ratio|_budget_s|_k|_dim|_layers|_size|_rounds|_width"
+    r"|_heads|_every)$"
+)
+#: ... and these divide something: zero is a mistake too.
+POSITIVE = re.compile(r"(temperature|_dim)$")
+
+
+def _check_sign(name: str, value: Any, where: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if POSITIVE.search(name) and value <= 0:
+        raise ConfigError(f"{where} must be > 0, got {value}")
+    if NON_NEGATIVE.search(name) and value < 0:
+        raise ConfigError(f"{where} must be >= 0, got {value}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -183,7 +214,10 @@ def load_yaml(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -107,6 +107,40 @@ def test_convert_mmrec_with_name(capsys, tmp_path, mmrec_dir):
     assert ds.fingerprint == load_dataset(path=str(mmrec_dir)).fingerprint
 
 
+@pytest.mark.filterwarnings("ignore::cranerec.data.DataWarning")  # cold test items: a tiny log
+@pytest.mark.parametrize("via", ["mmrec", "matrices"])
+def test_convert_keeps_raw_ids(capsys, tmp_path, via):
+    # bug: `data convert` wrote indices only, so a built folder's raw ids were lost on the way
+    built = tmp_path / "shop"
+    assert run(capsys, *build_args(tmp_path, built, "--split", "last", "--user-min", "3"))[0] == 0
+    original = load_dataset(path=str(built))
+    assert run(capsys, "data", "convert", str(built), str(tmp_path / via), "--to", via)[0] == 0
+    again = load_dataset(path=str(tmp_path / via))
+    assert again.user_ids.astype(str).tolist() == original.user_ids.astype(str).tolist()
+    assert again.item_ids.astype(str).tolist() == original.item_ids.astype(str).tolist()
+    assert (again.train != original.train).nnz == 0
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".."])
+def test_convert_name_cannot_write_outside_the_target(capsys, tmp_path, mmrec_dir, name):
+    # bug: --name ../../x wrote x.inter two folders above DST
+    code, _, err = run(
+        capsys, "data", "convert", str(mmrec_dir), str(tmp_path / "a" / "b" / "dst"),
+        "--to", "mmrec", "--name", name,
+    )  # fmt: skip
+    assert code == 2 and "plain file name" in err
+    assert [p for p in tmp_path.rglob("*.inter") if p.parent != mmrec_dir] == []
+
+
+def test_set_does_not_swallow_the_positional_arguments_after_it(capsys, tmp_path, mmrec_dir):
+    # bug: `--set k=v SRC DST` took SRC and DST as settings ("required: src, dst")
+    out = tmp_path / "out"
+    args = ["data", "convert", "--set", "split_seed=3", "user_min=1", str(mmrec_dir), str(out)]
+    code, _, err = run(capsys, *args, "--to", "mmrec")
+    assert code == 0, err
+    assert load_dataset(path=str(out)).n_users == N_USERS
+
+
 def test_convert_requires_target_format(capsys, tmp_path, mmrec_dir):
     with pytest.raises(SystemExit):
         main(["data", "convert", str(mmrec_dir), str(tmp_path / "x")])

@@ -256,3 +256,13 @@ def test_directory_without_interaction_log(tmp_path):
     (tmp_path / "r").mkdir()
     with pytest.raises(DataError, match=r"missing file: .*interactions\.csv"):
         load_raw(DataConfig(path=str(tmp_path / "r")))
+
+
+def test_na_and_nan_are_ids_like_any_other_not_empty_cells(tmp_path):
+    # bug: pandas read "NA" and "nan" as missing values and the loader called them "empty"
+    log = pd.DataFrame(
+        {"user": ["NA", "NA", "nan", "nan", "u3", "u3"] * 2, "item": list("abcabcbcabca")}
+    )
+    d = write_raw(tmp_path / "raw", log)
+    data = load_dataset(path=str(d), user_min=1, item_min=1)
+    assert {"NA", "nan"} <= set(map(str, data.user_ids))

@@ -12,6 +12,7 @@ from cranerec.data import DataError, DataWarning, load_dataset
 
 from .builders import (
     N_ITEMS,
+    N_USERS,
     TOY_SPLITS,
     toy_features,
     toy_rows,
@@ -100,11 +101,12 @@ def test_negative_id(tmp_path):
         load(tmp_path / "d")
 
 
-def test_item_id_beyond_feature_rows_is_out_of_range(mmrec_dir):
+def test_item_id_beyond_feature_rows_names_both_files(mmrec_dir):
     rows = toy_rows()
     rows[3][1] = N_ITEMS  # image/text features have N_ITEMS rows
     write_inter(mmrec_dir, rows)
-    with raises("toy.inter", "row 5:", f"item id {N_ITEMS} is out of range", "ids 0..5"):
+    # either file may be the wrong one: the message names both and both counts
+    with raises("_feat.npy", f"{N_ITEMS} rows", "toy.inter has", f"{N_ITEMS + 1} items"):
         load(mmrec_dir)
 
 
@@ -115,10 +117,18 @@ def test_user_ids_not_contiguous(tmp_path):
         load(tmp_path / "d")
 
 
-def test_feature_rows_without_interactions_are_not_contiguous_item_ids(mmrec_dir):
+def test_feature_rows_beyond_the_inter_items_blame_the_feature_file(mmrec_dir):
     write_feat(mmrec_dir, "image", toy_features(n_items=N_ITEMS + 2))
     write_feat(mmrec_dir, "text", toy_features(n_items=N_ITEMS + 2))
-    with raises("toy.inter", "item ids are not contiguous", "2 of 0..7 never appear"):
+    with raises("image_feat.npy", f"{N_ITEMS + 2} rows", "toy.inter has", f"{N_ITEMS} items"):
+        load(mmrec_dir)
+
+
+def test_feature_file_one_row_short_is_blamed_not_the_inter(mmrec_dir):
+    # bug: the item count came from the feature rows, so the .inter's last item was reported
+    # as "out of range" in the .inter
+    write_feat(mmrec_dir, "image", toy_features(n_items=N_ITEMS - 1))
+    with raises("image_feat.npy", f"{N_ITEMS - 1} rows", f"{N_ITEMS} items"):
         load(mmrec_dir)
 
 
@@ -248,3 +258,60 @@ def test_warm_dataset_does_not_warn(mmrec_dir, matrices_dir):
     # pytestmark turns any DataWarning into an error.
     load(mmrec_dir)
     load(matrices_dir)
+
+
+# ---------------------------------------------------------------------------- the hardening probe
+
+
+def test_an_absurd_id_is_refused_before_allocating_for_it(tmp_path):
+    # bug: user id 999999999999 allocated a 931 GiB table of flags (MemoryError)
+    rows = toy_rows() + [[999_999_999_999, 1, 1, 0, 0]]
+    inter = write_inter(tmp_path / "d", rows)
+    with raises(str(inter), "user ids are not contiguous", "0..999999999999"):
+        load(tmp_path / "d")
+
+
+def test_an_id_beyond_int64_is_too_large_not_negative(tmp_path):
+    # bug: 1e20 wrapped to -9223372036854775808 and was reported as a negative id
+    rows = toy_rows() + [["1e20", 1, 1, 0, 0]]
+    inter = write_inter(tmp_path / "d", rows)
+    with raises(str(inter), "row 22:", "'1e20' is too large"):
+        load(tmp_path / "d")
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
+    # bug: "\ufeffuserID" did not match userID, so the header looked like it lacked a column
+    inter = write_inter(tmp_path / "d", toy_rows())
+    inter.write_bytes(b"\xef\xbb\xbf" + inter.read_bytes())
+    assert load(tmp_path / "d").n_users == N_USERS
+
+
+def test_an_empty_inter_file_is_named(tmp_path):
+    # bug: "No columns to parse from file", without the file's name
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "toy.inter").write_bytes(b"")
+    with raises("toy.inter", "empty file"):
+        load(d)
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda p: np.save(p, np.float32(3.0)), "shape ()"),  # bug: IndexError
+        (lambda p: p.write_bytes(b""), "not a readable .npy array"),  # bug: EOFError
+        (lambda p: np.savez(open(p, "wb"), a=np.zeros((6, 4))), "an .npz archive"),  # noqa: SIM115
+        (lambda p: np.save(p, np.ones((N_ITEMS, 0), np.float32)), "width >= 1"),  # was accepted
+    ],
+)
+def test_a_feature_file_that_is_not_items_x_width_is_named(mmrec_dir, make, fragment):
+    make(mmrec_dir / "image_feat.npy")
+    with raises("image_feat.npy", fragment):
+        load(mmrec_dir)
+
+
+def test_a_matrix_shape_absurd_for_its_entries_is_refused_before_allocating(tmp_path):
+    # a shape far beyond the entries it holds (safe_pickle caps shapes at 10**7 outright)
+    d = write_matrices(tmp_path / "m", shape=(2_000_000, N_ITEMS))
+    with raises(str(d), "2000000 x 6", "the shape is likely wrong"):
+        load(d)

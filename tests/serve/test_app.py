@@ -4,6 +4,13 @@ property-based fuzz of the request schema that must never produce a 5xx."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sys
+import threading
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cranerec.serve import Recommender
-from cranerec.serve.app import create_app
+from cranerec.serve.app import MAX_IDS, create_app
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +165,10 @@ _bodies = st.fixed_dictionaries({}, optional={**_fields, "extra": _json}) | _jso
 )
 def test_fuzzed_requests_never_get_a_server_error(client, path, body):
     response = client.post(path, json=body)
-    assert response.status_code in (200, 400, 404, 422), (response.status_code, response.text)
+    assert response.status_code in (200, 400, 404, 413, 422), (
+        response.status_code,
+        response.text,
+    )
     if response.status_code == 200:
         results = response.json()["results"]
         k = body.get("k", 20)
@@ -172,3 +182,181 @@ def test_fuzzed_bytes_never_get_a_server_error(client, content):
         "/v1/recommend", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code in (400, 404, 422), (response.status_code, response.text)
+
+
+# ---------------------------------------------------------------- request size, event loop
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/recommend", {"user_ids": [str(u) for u in range(200)], "k": 1000}),
+        ("/v1/recommend", {"user_ids": ["3"] * 11, "k": 1000}),
+        ("/v1/similar-items", {"item_ids": [str(i) for i in range(120)], "k": 100}),
+    ],
+)
+def test_oversized_requests_are_413_naming_the_limit(client, path, body):
+    # Regression: 1,000 user_ids with k=1000 were answered (6-7 s building the answer on the
+    # event loop, /health waiting behind it); ids x k is now bounded.
+    response = client.post(path, json=body)
+    assert response.status_code == 413, response.text
+    detail = response.json()["detail"]
+    assert "10000" in detail and "k" in detail and "split" in detail
+
+
+def test_too_many_ids_are_422(client):
+    # Regression: up to 1,000 ids a request were accepted; the documented limit is 256.
+    response = client.post("/v1/recommend", json={"user_ids": ["3"] * 257, "k": 1})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "user_ids"]
+    assert client.post("/v1/recommend", json={"user_ids": ["3"] * 256, "k": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_oversized_body_is_413_before_parsing(client, chunked):
+    # Regression: request bodies had no size limit (uvicorn sets none) and were parsed on the
+    # event loop whatever their size.
+    body = json.dumps({"user_ids": ["3"], "k": 5, "pad": "x" * (3 * 1024 * 1024)}).encode()
+    content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    response = client.post(
+        "/v1/recommend", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413, response.text
+    assert "bytes" in response.json()["detail"]
+    small = client.post("/v1/recommend", json={"user_ids": ["3"], "k": 5})
+    assert small.status_code == 200  # the limit does not touch ordinary requests
+
+
+def test_a_slow_search_does_not_hold_up_other_requests(rec, monkeypatch):
+    # Regression: handlers were async and searched on the event loop, so three large requests
+    # kept GET /health waiting 17.5 s. A large request's search now runs in the threadpool.
+    entered, released, returned = threading.Event(), threading.Event(), threading.Event()
+    real = rec.recommend
+
+    def slow(*args, **kwargs):
+        entered.set()
+        released.wait(timeout=5)
+        returned.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rec, "recommend", slow)
+    with TestClient(create_app(rec)) as c:
+        pool = ThreadPoolExecutor(1)
+        large = {"user_ids": [str(u) for u in range(50)], "k": 100}  # 5,000 results
+        slow_answer = pool.submit(c.post, "/v1/recommend", json=large)
+        assert entered.wait(timeout=10)
+        t0 = time.perf_counter()
+        health = c.get("/health")
+        waited = time.perf_counter() - t0
+        answered_while_searching = not returned.is_set()
+        released.set()
+        assert slow_answer.result(timeout=20).status_code == 200
+        pool.shutdown()
+    assert health.status_code == 200
+    assert answered_while_searching and waited < 2.5
+
+
+def test_info_answers_from_what_was_checked_at_load(make_run, tmp_path):
+    # results.json was once validated at response time (a non-string dataset: every
+    # GET /v1/info a 500); its served fields are now checked at load (test_recommender), and
+    # what the service does not serve (here a NaN metric) cannot break the answer.
+    run = tmp_path / "run"
+    shutil.copytree(make_run("lightgcn"), run)
+    results = json.loads((run / "results.json").read_text())
+    results.update(valid={"recall@20": float("nan")}, seed=None)
+    (run / "results.json").write_text(json.dumps(results))
+    with TestClient(create_app(Recommender.load(run)), raise_server_exceptions=False) as c:
+        response = c.get("/v1/info")
+    assert response.status_code == 200
+    assert response.json()["data_fingerprint"] == results["data_fingerprint"]
+
+
+# ---------------------------------------------------------------- seen items
+
+
+def test_a_request_never_shows_server_paths(make_run, tmp_path):
+    # Regression: without seen.npz every request was a 400 whose detail named the run
+    # directory and the data path. Such a run is now refused at load (test_recommender);
+    # served without exclusion (require_seen=False), a request for it says what to send.
+    run = tmp_path / "run"
+    shutil.copytree(make_run("lightgcn"), run)
+    (run / "seen.npz").unlink()
+    rec = Recommender.load(run, require_seen=False)
+    with TestClient(create_app(rec), raise_server_exceptions=False) as c:
+        refused = c.post("/v1/recommend", json={"user_ids": ["3"]})
+        served = c.post("/v1/recommend", json={"user_ids": ["3"], "exclude_seen": False})
+        info = c.get("/v1/info").json()
+    assert refused.status_code == 400 and "exclude_seen" in refused.json()["detail"]
+    assert str(tmp_path) not in refused.text and "/" not in refused.json()["detail"]
+    assert served.status_code == 200 and info["seen_splits"] == []
+
+
+def test_user_items_over_http(client, rec):
+    held = list(rec.recommend("3", k=2).item_ids)
+    body = {"user_ids": ["3", "5"], "k": 4, "user_items": [held, []]}
+    answer = client.post("/v1/recommend", json=body)
+    assert answer.status_code == 200, answer.text
+    expected = rec.recommend(["3", "5"], k=4, user_items=[held, []])
+    got = [[x["item_id"] for x in r["items"]] for r in answer.json()["results"]]
+    assert got == [list(r.item_ids) for r in expected] and not set(held) & set(got[0])
+    mismatched = client.post("/v1/recommend", json={**body, "user_items": [held]})
+    assert mismatched.status_code == 422 and "user_items" in mismatched.text
+    unknown = client.post("/v1/recommend", json={**body, "user_items": [["nothing"], []]})
+    assert unknown.status_code == 404 and unknown.json()["unknown_ids"] == ["nothing"]
+
+
+# ---------------------------------------------------------------- docs, schema
+
+_REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
+
+
+def test_docs_page_works_offline(client):
+    # Regression: /docs was FastAPI's Swagger page, which loads its script and style from a
+    # CDN: blank on a machine without internet. Without local Swagger assets the page is
+    # rendered here from the schema, with nothing to fetch.
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert not _REMOTE.search(page.text), _REMOTE.search(page.text)
+    for path in ("/v1/recommend", "/v1/similar-items", "/v1/recommend-for-items", "/v1/info"):
+        assert path in page.text
+    assert "404" in page.text and "swagger-ui-bundle" in page.text  # how to get the full UI
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN too
+
+
+def test_docs_use_local_swagger_assets_when_installed(rec, tmp_path, monkeypatch):
+    # With the swagger-ui-bundle package installed, Swagger UI is served from its files.
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        (tmp_path / name).write_text(f"/* {name} */")
+    monkeypatch.setitem(
+        sys.modules, "swagger_ui_bundle", types.SimpleNamespace(swagger_ui_path=str(tmp_path))
+    )
+    with TestClient(create_app(rec)) as c:
+        page = c.get("/docs").text
+        script = c.get("/docs/assets/swagger-ui-bundle.js")
+    assert not _REMOTE.search(page), _REMOTE.search(page)
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "/openapi.json" in page
+    assert script.status_code == 200 and "swagger-ui-bundle.js" in script.text
+
+
+def test_schema_documents_errors_descriptions_and_examples(client):
+    # Regression: the schema listed only 200 and FastAPI's own 422 shape; the 404 for unknown
+    # ids (and the 400 / 413 answers) were undocumented, fields had no descriptions.
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for path in ("/v1/recommend", "/v1/similar-items", "/v1/recommend-for-items"):
+        op = schema["paths"][path]["post"]
+        assert op["description"] and op["summary"]
+        assert {"200", "400", "404", "413", "422"} <= set(op["responses"]), op["responses"]
+        unknown = op["responses"]["404"]["content"]["application/json"]
+        assert unknown["schema"]["$ref"].endswith("/UnknownIdsError") and unknown["example"]
+        assert op["responses"]["200"]["content"]["application/json"]["example"]["results"]
+        body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        model = components[body.rsplit("/", 1)[1]]
+        assert model["examples"], model
+        assert all(p.get("description") for p in model["properties"].values()), model
+    invalid = op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    detail = components[invalid.rsplit("/", 1)[1]]["properties"]["detail"]["items"]["$ref"]
+    error = components[detail.rsplit("/", 1)[1]]["properties"]
+    assert set(error) == {"type", "loc", "msg"}  # the shape the 422 answers have (no input)
+    assert "HTTPValidationError" not in components  # FastAPI's shape, which we do not answer
+    assert str(MAX_IDS) in schema["paths"]["/v1/recommend"]["post"]["description"]

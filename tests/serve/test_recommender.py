@@ -3,7 +3,11 @@ and names what is wrong with a run or a request."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import torch
 
 from cranerec.models import get_model_class
 from cranerec.serve import Recommender, ServeError, UnknownIdError
+from cranerec.serve.recommender import _ReadWriteLock
 from cranerec.train import resolve_config
 from cranerec.utils.ranking import topk_items
 
@@ -211,13 +216,112 @@ def test_a_run_without_seen_file_reads_its_training_data(make_run, tiny_data, tm
     run = make_run("lightgcn")
     old = _copy(run, tmp_path)
     (old / "seen.npz").unlink()
-    expected = Recommender.load(run).recommend([0, 1, 2], k=10)
+    every = ("train", "valid", "test")
+    expected = Recommender.load(run, dataset=tiny_data, seen_splits=every)
     got = Recommender.load(old, dataset=tiny_data).recommend([0, 1, 2], k=10)
+    expected = expected.recommend([0, 1, 2], k=10)
     assert [list(r.item_ids) for r in got] == [list(r.item_ids) for r in expected]
+
+
+def test_a_run_without_seen_items_is_refused_at_load(make_run, tmp_path, caplog):
+    # Regression: a run without seen.npz (and without its training data) loaded, and then
+    # every request with exclude_seen (the default) failed, over HTTP as a 400 naming server
+    # paths. Now the load fails, naming the file and what to do.
+    old = _copy(make_run("lightgcn"), tmp_path)
+    (old / "seen.npz").unlink()
     # the data config.yaml names (the default synthetic set) is not what the run was trained on
-    with pytest.raises(ServeError, match="not the data"):
-        Recommender.load(old).recommend(0)
-    assert len(Recommender.load(old).recommend(0, exclude_seen=False)) == 20  # no data needed
+    with pytest.raises(ServeError, match=r"no seen\.npz.*not the data.*require_seen=False"):
+        Recommender.load(old)
+    # opting out serves without exclusion, said at load and by every request that asks for it
+    with caplog.at_level("WARNING"):
+        rec = Recommender.load(old, require_seen=False)
+    assert "seen.npz" in caplog.text and "exclude_seen" in caplog.text
+    assert rec.info()["seen_splits"] == []
+    assert len(rec.recommend(0, exclude_seen=False)) == 20
+    with pytest.raises(ServeError, match="exclude_seen=false") as e:
+        rec.recommend(0)
+    assert str(tmp_path) not in str(e.value)
+
+
+# ---------------------------------------------------------------- what exclude_seen covers
+
+
+def _history(data, u: int) -> set[str]:
+    """Every item the run saw for user ``u``: train, valid and test."""
+    return set().union(
+        *(
+            data.item_ids[m.indices[m.indptr[u] : m.indptr[u + 1]]].astype(str)
+            for m in (data.train, data.valid, data.test)
+        )
+    )
+
+
+def _shows_held_out(rec, data) -> bool:
+    answers = rec.recommend(rec.user_ids.tolist(), k=20)
+    assert all(not _seen(data, u) & set(r.item_ids) for u, r in enumerate(answers))
+    return any(_history(data, u) & set(r.item_ids) for u, r in enumerate(answers))
+
+
+def test_exclude_seen_can_cover_every_split(make_run, tiny_data, tmp_path, caplog):
+    # Regression: seen.npz holds the training items only, so exclude_seen recommended the
+    # users' valid and test items (what they already have), silently. Now that is said at
+    # load, and seen_splits takes every split from the data (as does a run without seen.npz).
+    run = make_run("lightgcn")
+    with caplog.at_level("WARNING"):
+        train_only = Recommender.load(run, dataset=tiny_data)
+    assert train_only.info()["seen_splits"] == ["train"]
+    assert "train interactions only" in caplog.text and "seen_splits" in caplog.text
+    assert _shows_held_out(train_only, tiny_data)  # what the warning is about
+    every = ("train", "valid", "test")
+    full = Recommender.load(run, dataset=tiny_data, seen_splits=every)
+    assert full.info()["seen_splits"] == list(every)
+    assert not _shows_held_out(full, tiny_data)
+    old = _copy(run, tmp_path)
+    (old / "seen.npz").unlink()
+    assert Recommender.load(old, dataset=tiny_data).info()["seen_splits"] == list(every)
+    with pytest.raises(ServeError, match="seen_splits must name"):
+        Recommender.load(run, dataset=tiny_data, seen_splits=["train", "tset"])
+
+
+def test_a_seen_file_with_every_split_is_used_as_is(make_run, tiny_data, tmp_path, caplog):
+    # The format train_run should write (see docs/serving.md): train + valid + test, named.
+    run = _copy(make_run("lightgcn"), tmp_path)
+    every = (tiny_data.train + tiny_data.valid + tiny_data.test).tocsr()
+    every.sum_duplicates()
+    every.sort_indices()
+    np.savez(
+        run / "seen.npz", indptr=every.indptr, indices=every.indices,
+        shape=np.array(every.shape), splits=np.array(["train", "valid", "test"]),
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        rec = Recommender.load(run)
+    assert not caplog.text
+    assert rec.info()["seen_splits"] == ["train", "valid", "test"]
+    assert not _shows_held_out(rec, tiny_data)
+    _rewrite(run / "seen.npz", splits=np.array(["train", "tset"]))
+    with pytest.raises(ServeError, match="seen.npz: splits"):
+        Recommender.load(run)
+
+
+def test_user_items_are_left_out(make_run):
+    # Per-request history (as implicit's recommend takes user_items): left out on top of the
+    # stored history, or alone with exclude_seen=False.
+    rec = Recommender.load(make_run("lightgcn"))
+    before = rec.recommend("3", k=6)
+    held = list(before.item_ids[:2])
+    after = rec.recommend("3", k=4, user_items=held)
+    assert list(after.item_ids) == list(before.item_ids[2:])
+    both = rec.recommend(["3", "5"], k=4, user_items=[held, []])
+    assert list(both[0].item_ids) == list(after.item_ids)
+    assert list(both[1].item_ids) == list(rec.recommend("5", k=4).item_ids)
+    alone = rec.recommend("3", k=3, exclude_seen=False, user_items=held)
+    assert not set(held) & set(alone.item_ids)
+    with pytest.raises(UnknownIdError, match="nothing"):
+        rec.recommend("3", user_items=["1", "nothing"])
+    with pytest.raises(ServeError, match="one list of item ids per user"):
+        rec.recommend(["3", "5"], user_items=["1", "2"])  # a flat list for two users
+    with pytest.raises(ServeError, match="one list of item ids per user"):
+        rec.recommend(["3", "5"], user_items=[["1"]])
 
 
 # ---------------------------------------------------------------- similar items, new users
@@ -286,3 +390,89 @@ def test_an_approximate_index_serves_the_same_small_catalogue(make_run, tiny_dat
     )
     assert overlap > 0.95
     assert all(not _seen(tiny_data, u) & set(r.item_ids) for u, r in enumerate(approx))
+
+
+def test_queries_search_concurrently(make_run, monkeypatch):
+    # Regression: one lock serialised every query, so in the HTTP threadpool a small request
+    # waited for a large one's search to finish. Queries now share a read lock.
+    rec = Recommender.load(make_run("lightgcn"))
+    both = threading.Barrier(2, timeout=5)
+    real = rec.index.search
+
+    def search(*args, **kwargs):
+        both.wait()  # breaks (BrokenBarrierError) unless the two searches overlap
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rec.index, "search", search)
+    with ThreadPoolExecutor(2) as pool:
+        answers = [pool.submit(rec.recommend, [u], 5) for u in ("3", "5")]
+        results = [a.result(timeout=20) for a in answers]
+    assert [r[0].query for r in results] == ["3", "5"]
+
+
+def test_add_items_waits_for_running_queries_and_holds_new_ones():
+    # The read/write lock behind the concurrent queries: a writer (add_items) never overlaps a
+    # reader (a query), and a waiting writer goes before readers that arrive after it.
+    lock, events = _ReadWriteLock(), []
+    reading = threading.Event()
+
+    def reader(name, hold=0.0):
+        with lock.read():
+            events.append(f"{name} in")
+            reading.set()
+            time.sleep(hold)
+            events.append(f"{name} out")
+
+    def writer():
+        with lock.write():
+            events.append("writer in")
+            time.sleep(0.05)
+            events.append("writer out")
+
+    first = threading.Thread(target=reader, args=("r1", 0.3))
+    first.start()
+    assert reading.wait(5)
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.1)  # the writer is waiting now
+    late = threading.Thread(target=reader, args=("r2",))
+    late.start()
+    for t in (first, w, late):
+        t.join(5)
+    assert events == ["r1 in", "r1 out", "writer in", "writer out", "r2 in", "r2 out"]
+
+
+# ---------------------------------------------------------------- results.json
+
+
+def _edit_results(run, **fields):
+    text = (run / "results.json").read_text()
+    results = json.loads(text)
+    results.update(fields)
+    (run / "results.json").write_text(json.dumps(results))  # writes NaN as NaN, as train_run
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"dataset": 5}, "dataset"),
+        ({"dataset": float("nan")}, "dataset"),
+        ({"data_fingerprint": ["x"]}, "data_fingerprint"),
+        ({"cranerec_version": float("inf")}, "cranerec_version"),
+        ({"dataset": None}, "dataset"),
+    ],
+)
+def test_results_files_are_checked_when_loading(make_run, tmp_path, fields, message):
+    # Regression: a non-string field or a NaN in results.json loaded fine and made every
+    # GET /v1/info a 500 (the answer could not be validated or written as JSON).
+    run = _copy(make_run("lightgcn"), tmp_path)
+    _edit_results(run, **fields)
+    with pytest.raises(ServeError, match=rf"results\.json: .*{message}"):
+        Recommender.load(run)
+
+
+def test_results_values_the_service_does_not_read_may_be_nan(make_run, tmp_path):
+    run = _copy(make_run("lightgcn"), tmp_path)
+    _edit_results(run, epoch_seconds_mean=float("nan"), test={"recall@20": float("nan")})
+    info = Recommender.load(run).info()
+    assert info["dataset"] and json.dumps(info, allow_nan=False)

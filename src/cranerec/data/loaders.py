@@ -29,6 +29,7 @@ from cranerec.data.split import (
     resolve_split_seed,
     split_per_user,
 )
+from cranerec.data.tables import read_table
 from cranerec.data.validate import (
     DataWarning,
     check_features,
@@ -179,6 +180,11 @@ def subsample_users(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
 
 def _load_format(config: DataConfig) -> Dataset:
     fmt = detect_format(config.path) if config.format == "auto" else config.format
+    if fmt == "synthetic" and config.path != "synthetic":
+        raise DataError(
+            f"format synthetic generates its data and reads no files; drop the data path "
+            f"{config.path!r}, or drop the format to load that path"
+        )
     if fmt == "synthetic":
         from cranerec.data.synthetic import make_synthetic
 
@@ -231,10 +237,18 @@ def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
     for name, path in files.items():
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path}: not a readable .npy array ({e})") from None
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
+        if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
+            arr.close()
+            raise DataError(f"{path}: an .npz archive, not one .npy array (items x width)")
         if not np.issubdtype(arr.dtype, np.number):
             raise DataError(f"{path}: modality {name!r} has non-numeric dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise DataError(
+                f"{path}: modality {name!r} has shape {arr.shape}; it must be 2-D "
+                "[n_items, width] with width >= 1"
+            )
         feats[name] = arr.astype(np.float32, copy=False)  # float16 on disk -> float32
     return feats
 
@@ -248,7 +262,7 @@ def _finish(
     files: dict[str, Path],
     src: str,
 ) -> Dataset:
-    check_features(features, len(item_ids), {k: str(v) for k, v in files.items()})
+    check_features(features, len(item_ids), {k: str(v) for k, v in files.items()}, src)
     check_splits(splits["train"], splits["valid"], splits["test"], src)
     src_path = Path(src)
     directory = src_path if src_path.is_dir() else src_path.parent
@@ -283,7 +297,9 @@ def load_mmrec(config: DataConfig) -> Dataset:
     if not inter.is_file():
         raise DataError(f"missing file: {inter}")
     try:
-        df = pd.read_csv(inter, sep="\t", dtype=str, keep_default_na=False)
+        df = pd.read_csv(inter, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{inter}: empty file (expected a header and interactions)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{inter}: not a tab-separated file ({e})") from None
     need = ["userID", "itemID", "x_label"]
@@ -302,10 +318,10 @@ def load_mmrec(config: DataConfig) -> Dataset:
         raise DataError(f"{inter}: row {bad[0] + 2}: x_label {labels[bad[0]]} is not 0, 1 or 2")
     files = _feature_files(directory, config)
     features = _load_features(files)
-    n_items_feat = {f.shape[0] for f in features.values()}
-    n_items = max(n_items_feat) if n_items_feat else None
     n_users = check_ids(users, "user", str(inter), row_offset=2)
-    n_items = check_ids(items, "item", str(inter), row_offset=2, n=n_items)
+    # the .inter decides the item count; a feature file with another row count is blamed
+    # (by name) in _finish, not the .inter
+    n_items = check_ids(items, "item", str(inter), row_offset=2)
     check_no_duplicates(users * np.int64(n_items) + items, lambda i: f"row {i + 2}", str(inter))
     user_ids = _raw_ids(directory / USER_IDS_FILE, n_users, "user")
     item_ids = _raw_ids(directory / config.item_ids_file, n_items, "item")
@@ -334,11 +350,19 @@ def _raw_ids(path: Path, n: int, kind: str) -> np.ndarray:
 
 
 def _int_column(col: pd.Series, src: Path, name: str) -> np.ndarray:
-    values = pd.to_numeric(col, errors="coerce")
-    bad = np.nonzero(values.isna().to_numpy() | (values.to_numpy() % 1 != 0))[0]
+    values = pd.to_numeric(col.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.nonzero(np.isnan(values) | (values % 1 != 0))[0]
     if len(bad):
         raise DataError(f"{src}: row {bad[0] + 2}: {name} {col.iloc[bad[0]]!r} is not an integer")
-    return values.to_numpy().astype(np.int64)
+    # 1e20 would wrap to a negative int64 (and be blamed as negative); beyond 2**53 a float64
+    # cannot even tell neighbouring ids apart
+    big = np.nonzero(np.abs(values) >= 2**53)[0]
+    if len(big):
+        raise DataError(
+            f"{src}: row {big[0] + 2}: {name} {col.iloc[big[0]]!r} is too large for an index "
+            "(ids of an MMRec .inter are 0..n-1)"
+        )
+    return values.astype(np.int64)
 
 
 def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None) -> Path:
@@ -346,6 +370,7 @@ def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None)
     from cranerec.utils.io import atomic_write
 
     directory = Path(directory)
+    inter = directory / f"{_plain_name(name or dataset.name)}.inter"
     total = dataset.train + dataset.valid + dataset.test
     empty_users = int((np.diff(total.tocsr().indptr) == 0).sum())
     empty_items = int((np.diff(total.tocsc().indptr) == 0).sum())
@@ -362,7 +387,6 @@ def save_mmrec(dataset: Dataset, directory: str | Path, name: str | None = None)
             "userID": coo.row, "itemID": coo.col, "rating": 1, "timestamp": 0, "x_label": code,
         }))  # fmt: skip
     df = pd.concat(rows, ignore_index=True)
-    inter = directory / f"{name or dataset.name}.inter"
     atomic_write(inter, lambda f: df.to_csv(f, sep="\t", index=False))
     _save_features(dataset, directory)
     return inter
@@ -393,6 +417,14 @@ def load_matrices(config: DataConfig) -> Dataset:
     if len(set(shapes.values())) != 1:
         raise DataError(f"{directory}: the split matrices have different shapes: {shapes}")
     n_users, n_items = coos["train"].shape
+    total = sum(m.nnz for m in coos.values())
+    for axis, n in (("users", n_users), ("items", n_items)):
+        # refused before anything of that size is allocated (a crafted shape of 10**8 rows)
+        if n > 10 * total + 10_000:
+            raise DataError(
+                f"{directory}: the matrices are {n_users} x {n_items} but hold {total} "
+                f"interactions: almost all {axis} would have none; the shape is likely wrong"
+            )
     for split, fname in MATRIX_FILES.items():
         m = coos[split]
         for axis, idx, n in (("row", m.row, n_users), ("column", m.col, n_items)):
@@ -421,15 +453,9 @@ def load_matrices(config: DataConfig) -> Dataset:
         s: sp.csr_matrix((np.ones(m.nnz, np.float32), (m.row, m.col)), shape=m.shape)
         for s, m in coos.items()
     }
-    return _finish(
-        directory.name,
-        splits,
-        np.arange(n_users),
-        np.arange(n_items),
-        features,
-        files,
-        str(directory),
-    )
+    user_ids = _raw_ids(directory / USER_IDS_FILE, n_users, "user")
+    item_ids = _raw_ids(directory / config.item_ids_file, n_items, "item")
+    return _finish(directory.name, splits, user_ids, item_ids, features, files, str(directory))
 
 
 def save_matrices(dataset: Dataset, directory: str | Path) -> Path:
@@ -457,6 +483,18 @@ def _save_features(dataset: Dataset, directory: Path) -> None:
         )
     for name, feat in dataset.features.items():
         atomic_write(directory / f"{name}{FEAT_SUFFIX}", lambda f, a=feat: np.save(f, a))
+    # raw ids survive a conversion (both loaders read these files back)
+    for fname, ids in ((USER_IDS_FILE, dataset.user_ids), ("item_ids.txt", dataset.item_ids)):
+        ids = np.asarray(ids).astype(str)
+        if not np.array_equal(ids, np.arange(len(ids)).astype(str)):
+            write_text_atomic(directory / fname, "".join(f"{i}\n" for i in ids))
+
+
+def _plain_name(name: str) -> str:
+    """A dataset name used as a file name: one path component, nothing that escapes."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise DataError(f"--name {name!r}: a dataset name must be a plain file name (no / or ..)")
+    return name
 
 
 # ---------------------------------------------------------------------------- raw logs
@@ -479,30 +517,18 @@ def load_raw(config: DataConfig) -> Dataset:
         log_file, directory = path, path.parent
     if not log_file.is_file():
         raise DataError(f"missing file: {log_file}")
-    try:
-        if log_file.suffix == ".parquet":
-            df = pd.read_parquet(log_file)
-        else:
-            sep = "\t" if log_file.suffix == ".tsv" else ","
-            df = pd.read_csv(log_file, sep=sep, dtype={config.user_col: str, config.item_col: str})
-    except ImportError as e:
-        raise DataError(
-            f"{log_file}: reading Parquet needs pyarrow (pip install cranerec[parquet]): {e}"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{log_file}: unreadable interaction log ({e})") from None
     need = [config.user_col, config.item_col] + ([config.rating_col] if config.rating_col else [])
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{log_file}: missing column(s) {missing}; found {list(df.columns)} "
-            "(set user_col / item_col / rating_col to name yours)"
-        )
+    # read as text: "NA" or "nan" is an id like any other, not a missing value
+    df = read_table(
+        log_file,
+        "interaction log",
+        tuple(need),
+        "set user_col / item_col / rating_col to name yours",
+    )
     for col in (config.user_col, config.item_col):
-        empty = np.nonzero(df[col].isna().to_numpy())[0]
+        empty = np.nonzero((df[col].str.strip() == "").to_numpy())[0]
         if len(empty):
             raise DataError(f"{log_file}: row {empty[0] + 2}: empty {col} ({len(empty)} such rows)")
-    df = df.astype({config.user_col: str, config.item_col: str})
     if config.rating_col and config.min_rating is not None:
         ratings = pd.to_numeric(df[config.rating_col], errors="coerce")
         bad = np.nonzero(ratings.isna().to_numpy())[0]

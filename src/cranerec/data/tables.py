@@ -37,7 +37,9 @@ def read_table(
             df = pd.read_parquet(path).astype(str)
         else:
             sep = "," if path.suffix == ".csv" else "\t"
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
+            df = pd.read_csv(
+                path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding="utf-8-sig"
+            )
     except ImportError as e:
         raise DataError(
             f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"

@@ -16,8 +16,11 @@ class DataWarning(UserWarning):
     """Suspicious but usable data (e.g. users in the test split with no training interaction)."""
 
 
-def check_features(features: dict[str, np.ndarray], n_items: int, files: dict[str, str]) -> None:
-    """Every modality is a 2-D finite array with one row per item."""
+def check_features(
+    features: dict[str, np.ndarray], n_items: int, files: dict[str, str], items_src: str = ""
+) -> None:
+    """Every modality is a 2-D finite array with one row per item (``items_src``: the file
+    that says how many items there are, named beside the feature file when they disagree)."""
     for name, feat in features.items():
         src = files.get(name, name)
         if feat.ndim != 2:
@@ -25,9 +28,10 @@ def check_features(features: dict[str, np.ndarray], n_items: int, files: dict[st
                 f"{src}: modality {name!r} must be 2-D [n_items, width], got shape {feat.shape}"
             )
         if feat.shape[0] != n_items:
+            where = f"{items_src} has" if items_src else "the data has"
             raise DataError(
-                f"{src}: modality {name!r} has {feat.shape[0]} rows but the data has {n_items} items "
-                "(one feature row per item index is required)"
+                f"{src}: modality {name!r} has {feat.shape[0]} rows but {where} {n_items} items "
+                f"(ids 0..{n_items - 1}); one feature row per item index is required"
             )
         if not np.issubdtype(feat.dtype, np.number):
             raise DataError(f"{src}: modality {name!r} has non-numeric dtype {feat.dtype}")
@@ -97,12 +101,17 @@ def check_ids(ids: np.ndarray, kind: str, src: str, row_offset: int, n: int | No
             f"{src}: row {over[0] + row_offset}: {kind} id {ids[over[0]]} is out of range "
             f"(there are {n} {kind}s, ids 0..{n - 1})"
         )
-    seen = np.zeros(n, dtype=bool)
-    seen[ids] = True
-    missing = np.nonzero(~seen)[0]
-    if len(missing):
+    # np.unique, not a table of n flags: an absurd id (999999999999) must not allocate n bytes
+    present = np.unique(ids)
+    if len(present) != n:
         raise DataError(
-            f"{src}: {kind} ids are not contiguous: {len(missing)} of 0..{n - 1} never appear "
-            f"(first: {missing[0]})"
+            f"{src}: {kind} ids are not contiguous: {n - len(present)} of 0..{n - 1} never "
+            f"appear (first: {_first_missing(present)})"
         )
     return n
+
+
+def _first_missing(present: np.ndarray) -> int:
+    """The smallest non-negative integer not in the sorted unique array ``present``."""
+    gaps = np.nonzero(present != np.arange(len(present)))[0]
+    return int(gaps[0]) if len(gaps) else len(present)

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cranerec.config import to_dict
+from cranerec.config import ConfigError, to_dict
 from cranerec.data.dataset import Dataset
 from cranerec.experiments.spec import ExperimentSpec, run_id, runs_of
 from cranerec.experiments.store import Store
+from cranerec.utils.env import usable_physical_cores
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,8 @@ HEARTBEAT_EVERY_S = 30.0
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """The physical cores this process may run on (its CPU affinity where the OS tells it)."""
+    return usable_physical_cores()
 
 
 def plan_workers(workers: int, cores: int | None = None, max_threads: int = 0) -> tuple[int, int]:
@@ -442,10 +440,14 @@ def run_experiment(
     progress: bool = True,
     storage: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """Register and run every run of ``spec`` (then its search); returns the final counts.
     ``device`` (``cpu``, ``cuda[:N]``) trains every run there instead of where its config says;
-    several workers on one GPU share it."""
+    several workers on one GPU share it. ``threads``: torch threads per worker (default: the
+    physical cores shared between the workers); like the device, no part of a run's id."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     if device is not None:
         from cranerec.train.trainer import resolve_device
 
@@ -455,7 +457,8 @@ def run_experiment(
         store.retry_failed(spec.name)
     caps = [r["config"]["train"]["threads"] for r in rows]
     max_threads = 0 if not caps or 0 in caps else max(caps)
-    n_workers, threads = plan_workers(workers, max_threads=max_threads)
+    n_workers, planned = plan_workers(workers, max_threads=max_threads)
+    threads = threads or planned
     if n_workers < workers:
         log.warning(
             "%d workers asked for, %d cores: running %d", workers, available_cores(), n_workers
@@ -477,7 +480,7 @@ def run_experiment(
     if spec.search is not None:
         from cranerec.experiments.search import run_search
 
-        run_search(spec, store, workers=workers, storage=storage, device=device)
+        run_search(spec, store, workers=workers, storage=storage, device=device, threads=threads)
     return store.counts(spec.name)
 
 

@@ -393,9 +393,10 @@ def run_search(
     workers: int = 1,
     storage: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """Run the spec's search with ``workers`` local processes (training on ``device`` when
-    given); returns trial counts by state."""
+    given, with ``threads`` torch threads each when given); returns trial counts by state."""
     import json
 
     from cranerec.experiments.runner import plan_workers, start_workers, wait_for
@@ -410,7 +411,8 @@ def run_search(
         if isinstance(spec.base.get("train"), dict)
         else 0
     )
-    n_workers, threads = plan_workers(workers, max_threads=raw_threads)
+    n_workers, planned = plan_workers(workers, max_threads=raw_threads)
+    threads = threads or planned
     open_study(spec, url)  # tables and study created once, before the workers start
     if n_workers == 1:
         search_worker(spec, store, url, threads, device=device)

@@ -2,12 +2,19 @@
 (``VectorIndex``) and the HTTP service (``cranerec.serve.app``, needs the ``serve`` extra)."""
 
 from cranerec.serve.index import INDEX_KINDS, VectorIndex, recall_at_k
-from cranerec.serve.recommender import RankedItems, Recommender, ServeError, UnknownIdError
+from cranerec.serve.recommender import (
+    RankedItems,
+    Recommender,
+    RequestError,
+    ServeError,
+    UnknownIdError,
+)
 
 __all__ = [
     "INDEX_KINDS",
     "RankedItems",
     "Recommender",
+    "RequestError",
     "ServeError",
     "UnknownIdError",
     "VectorIndex",

@@ -1,10 +1,18 @@
 """Recommendations from a trained run directory, without retraining and without unpickling.
 
 ``Recommender.load(run_dir)`` reads ``config.yaml``, ``embeddings.npz`` (``np.load(...,
-allow_pickle=False)``) and ``seen.npz`` (each user's training items); ``model.pt``
-(``torch.load(..., weights_only=True)``) and the training data named in ``config.yaml`` are
-read only for cold-start items (``add_items``), and the training data for runs older than
-``seen.npz``. Every missing, truncated or foreign file is a ``ServeError`` naming it.
+allow_pickle=False)``), ``seen.npz`` (each user's interactions, what ``exclude_seen`` leaves
+out) and ``results.json``, and checks each of them then: no query reads a file or fails on
+one. ``model.pt`` (``torch.load(..., weights_only=True)``) and the training data named in
+``config.yaml`` are read for cold-start items (``add_items``), and the training data at load
+for a run without ``seen.npz``. Every missing, truncated or foreign file is a ``ServeError``
+naming it.
+
+``exclude_seen`` covers what ``seen.npz`` records: its ``splits`` array names them (train,
+valid, test); a file without it (what ``train_run`` writes today) holds the training split
+only, which is logged at load. Given the data (``dataset=``, or for a run without ``seen.npz``
+the data ``config.yaml`` names), every split is excluded. ``user_items`` leaves out items per
+request.
 
 Raw ids at the edge, indices inside: ids are compared as strings (``7`` and ``"7"`` are the
 same user), and every result carries raw item ids and scores, best first (score descending,
@@ -19,7 +27,8 @@ import logging
 import threading
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,9 @@ import torch
 
 import cranerec
 from cranerec.config import ConfigError
-from cranerec.data.dataset import Dataset
+from cranerec.data.dataset import SPLITS, Dataset
+from cranerec.data.loaders import FEAT_SUFFIX
+from cranerec.features.provenance import ITEM_IDS_FILE, read_item_ids
 from cranerec.models import get_model_class
 from cranerec.models.base import Recommender as Model
 from cranerec.serve.index import VectorIndex
@@ -49,6 +60,10 @@ log = logging.getLogger(__name__)
 RawId = str | int
 #: Unknown ids named in an error message (the error's ``ids`` holds them all).
 _SHOWN_IDS = 20
+#: What exclude_seen covers at best: every interaction the run saw.
+_ALL_SPLITS = tuple(SPLITS)
+#: New items whose vectors are computed in one call of the model's content path.
+_ADD_CHUNK = 1024
 
 
 class ServeError(ValueError):
@@ -56,15 +71,83 @@ class ServeError(ValueError):
     names the file or the ids at fault."""
 
 
-class UnknownIdError(ServeError):
+class RequestError(ServeError):
+    """A query that cannot be answered as asked; the message names what to change and no
+    server path (the HTTP service shows it to clients)."""
+
+
+class UnknownIdError(RequestError):
     """Ids that the run does not know; ``kind`` is ``user`` or ``item``, ``ids`` lists them."""
 
     def __init__(self, kind: str, ids: list[str]) -> None:
         self.kind = kind
         self.ids = ids
-        shown = ", ".join(repr(i) for i in ids[:_SHOWN_IDS])
-        more = f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else ""
-        super().__init__(f"unknown {kind} id{'s' if len(ids) > 1 else ''}: {shown}{more}")
+        super().__init__(f"unknown {kind} id{'s' if len(ids) > 1 else ''}: {_shown(ids)}")
+
+
+class ItemExistsError(RequestError):
+    """New item ids that are already served (trained, or added before); ``ids`` lists them."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        super().__init__(
+            f"item id{'s' if len(ids) > 1 else ''} already in the catalogue: {_shown(ids)}"
+        )
+
+
+def _shown(ids: Sequence[str]) -> str:
+    """The first ``_SHOWN_IDS`` ids, quoted, and how many more."""
+    more = f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else ""
+    return ", ".join(repr(i) for i in ids[:_SHOWN_IDS]) + more
+
+
+def _no_content_path(model_name: str) -> str:
+    return (
+        f"model {model_name!r} has no content path: it cannot place an item from its features "
+        "alone (cold-start items need a content model such as crane, freedom or vbpr)"
+    )
+
+
+class _ReadWriteLock:
+    """Many readers at once (queries) or one writer (``add_items``); a waiting writer goes
+    first, so a steady stream of queries cannot starve it. Not reentrant."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -93,19 +176,40 @@ def _as_ids(ids: RawId | Iterable[RawId], kind: str) -> tuple[bool, list[str]]:
 
     def one(x: object) -> str:
         if isinstance(x, bool) or not isinstance(x, str | int | np.integer | np.str_):
-            raise ServeError(f"{kind} ids must be strings or integers, got {type(x).__name__}")
+            raise RequestError(f"{kind} ids must be strings or integers, got {type(x).__name__}")
         return str(x)
 
     if isinstance(ids, str | int | np.integer | np.str_) and not isinstance(ids, bool):
         return True, [one(ids)]
     if isinstance(ids, Mapping) or not isinstance(ids, Iterable):
-        raise ServeError(f"expected a {kind} id or a list of them, got {type(ids).__name__}")
+        raise RequestError(f"expected a {kind} id or a list of them, got {type(ids).__name__}")
     return False, [one(x) for x in ids]
+
+
+def _per_user_items(
+    user_items: Iterable[RawId] | Sequence[Iterable[RawId]] | None, single: bool, n_users: int
+) -> list[list[str]] | None:
+    """``user_items`` as one list of item ids per user (None: none given)."""
+    if user_items is None:
+        return None
+    if single:
+        return [_as_ids(user_items, "item")[1]]
+    if isinstance(user_items, str | Mapping) or not isinstance(user_items, Iterable):
+        raise RequestError("user_items: one list of item ids per user id")
+    rows = list(user_items)
+    if len(rows) != n_users or any(
+        isinstance(r, str | int | np.integer | np.str_ | Mapping) for r in rows
+    ):
+        raise RequestError(
+            f"user_items: one list of item ids per user id ({n_users} user ids, "
+            f"{len(rows)} entries)"
+        )
+    return [_as_ids(r, "item")[1] for r in rows]
 
 
 def _check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ServeError(f"k must be an integer >= 1, got {k!r}")
+        raise RequestError(f"k must be an integer >= 1, got {k!r}")
     return int(k)
 
 
@@ -113,8 +217,10 @@ class Recommender:
     """A trained run ready to answer: ``recommend``, ``similar_items``,
     ``recommend_for_items`` (new users) and ``add_items`` (cold-start items).
 
-    Build it with ``Recommender.load(run_dir)``. Methods are safe to call from several threads
-    (one lock; faiss searches are fast and the HTTP service runs them on one event loop).
+    Build it with ``Recommender.load(run_dir)``. Methods are safe to call from several threads:
+    queries run concurrently (faiss searches release the GIL; the HTTP service runs them in its
+    threadpool), ``add_items`` waits for the running queries and holds new ones back while it
+    appends.
     """
 
     def __init__(
@@ -128,6 +234,7 @@ class Recommender:
         item_emb: np.ndarray,
         seen: sp.csr_matrix | None,
         results: dict[str, Any],
+        seen_splits: Sequence[str] = ("train",),
         synthetic: bool,
         index: str = "flat",
         index_options: dict[str, Any] | None = None,
@@ -142,13 +249,18 @@ class Recommender:
         self.item_emb = item_emb
         self.n_trained_items = len(item_ids)
         self._seen = seen
+        self._seen_splits = list(seen_splits) if seen is not None else []
         self._results = results
         self._synthetic = synthetic
         self._index_kind = index
         self._index_options = dict(index_options or {})
         self._dataset = dataset
         self._model: Model | None = None
-        self._lock = threading.RLock()
+        self._lock = _ReadWriteLock()
+        self._cosine_build = threading.Lock()  # similar_items' index, built once on first use
+        # add_items one at a time (the model, its cache and the new ids); queries are held back
+        # by the write lock only while the computed vectors are appended
+        self._adding = threading.RLock()
         self._user_index = {u: i for i, u in enumerate(user_ids.tolist())}
         self._item_index = {t: i for i, t in enumerate(item_ids.tolist())}
         self.index = VectorIndex(item_emb, index, **self._index_options)
@@ -164,13 +276,23 @@ class Recommender:
         index: str = "flat",
         index_options: dict[str, Any] | None = None,
         dataset: Dataset | None = None,
+        seen_splits: Sequence[str] | None = None,
+        require_seen: bool = True,
     ) -> Recommender:
-        """Load a finished run directory.
+        """Load a finished run directory, checking every file it reads.
 
         ``index``: ``flat`` (exact, default), ``hnsw`` or ``ivf`` (approximate; options in
         ``index_options``, see ``VectorIndex``). ``dataset``: the training data, when it is not
-        (or no longer) where ``config.yaml`` says; needed only for cold-start items and for runs
-        without ``seen.npz``. Raises ``ServeError`` naming the file at fault."""
+        (or no longer) where ``config.yaml`` says; needed for cold-start items, for runs
+        without ``seen.npz`` and for ``seen_splits``.
+
+        What ``exclude_seen`` leaves out: by default what ``seen.npz`` records (a file that
+        records the training split only is logged as such), or for a run without it every
+        split (train, valid, test) of the training data; ``seen_splits`` (e.g. ``("train",
+        "valid", "test")``) takes exactly those splits from the training data instead.
+        ``require_seen``: a run with neither ``seen.npz`` nor usable training data raises
+        (default); with False it loads with a warning, and queries asking for ``exclude_seen``
+        raise ``RequestError``. Raises ``ServeError`` naming the file at fault."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ServeError(f"{run_dir} is not a directory")
@@ -208,12 +330,63 @@ class Recommender:
         flag = arrays.get("synthetic_data", np.array(False))
         synthetic = bool(flag.size == 1 and flag.item())
         seen_path = run_dir / SEEN_FILE
-        seen = _read_seen(seen_path, len(user_ids), len(item_ids)) if seen_path.exists() else None
-        return cls(
+        seen, recorded = None, ["train"]
+        if seen_path.exists():
+            seen, recorded = _read_seen(seen_path, len(user_ids), len(item_ids))
+        rec = cls(
             run_dir=run_dir, config=config, user_ids=user_ids, item_ids=item_ids,
             user_emb=user_emb, item_emb=item_emb, seen=seen, results=_read_results(run_dir),
-            synthetic=synthetic, index=index, index_options=index_options, dataset=dataset,
+            seen_splits=recorded, synthetic=synthetic, index=index,
+            index_options=index_options, dataset=dataset,
         )  # fmt: skip
+        rec._settle_seen(seen_splits, require_seen)
+        return rec
+
+    def _settle_seen(self, splits: Sequence[str] | None, require_seen: bool) -> None:
+        """Decide, at load, what exclude_seen leaves out (see ``load``)."""
+        if splits is not None:
+            splits = list(dict.fromkeys(splits))
+            if not splits or not set(splits) <= set(_ALL_SPLITS):
+                raise ServeError(f"seen_splits must name splits of {list(_ALL_SPLITS)}: {splits}")
+            self._seen_from_data(self._training_data(f"seen_splits={splits}"), splits)
+        elif self._seen is None:
+            data = self._seen_data(require_seen)
+            if data is not None:
+                self._seen_from_data(data, _ALL_SPLITS)
+        elif not set(self._seen_splits) >= set(_ALL_SPLITS):
+            missing = [x for x in _ALL_SPLITS if x not in self._seen_splits]
+            log.warning(
+                "%s holds the %s interactions only: exclude_seen will not leave out items a "
+                "user has in the %s split. Load with seen_splits=%s (and the training data), "
+                "or send user_items to exclude them",
+                self.run_dir / SEEN_FILE, "/".join(self._seen_splits), "/".join(missing),
+                _ALL_SPLITS,
+            )  # fmt: skip
+
+    def _seen_from_data(self, data: Dataset, splits: Sequence[str]) -> None:
+        every = sum((data.split(name) for name in splits), sp.csr_matrix(data.train.shape))
+        self._seen = sp.csr_matrix(every, dtype=bool)
+        self._seen.sort_indices()
+        self._seen_splits = list(splits)
+
+    def _seen_data(self, require_seen: bool) -> Dataset | None:
+        """The training data standing in for a missing ``seen.npz`` (None: serve without)."""
+        try:
+            return self._training_data(f"excluding seen items (no {SEEN_FILE})")
+        except ServeError as e:
+            if require_seen:
+                raise ServeError(
+                    f"{self.run_dir} has no {SEEN_FILE}, which exclude_seen needs, and its "
+                    f"training data cannot stand in: {e}. Rerun the training (it writes "
+                    f"{SEEN_FILE}), or load with require_seen=False to serve without "
+                    "excluding seen items"
+                ) from None
+            log.warning(
+                "%s has no %s and no usable training data (%s): serving without exclude_seen; "
+                "queries must ask for exclude_seen=false",
+                self.run_dir, SEEN_FILE, e,
+            )  # fmt: skip
+            return None
 
     # ---------------------------------------------------------------- information
 
@@ -240,6 +413,7 @@ class Recommender:
             "cold_start": self.model_class.has_content_path(),
             "version": cranerec.__version__,
             "trained_with_version": self._results.get("cranerec_version"),
+            "seen_splits": list(self._seen_splits),
         }
 
     def check_ids(self, ids: RawId | Iterable[RawId], kind: str = "user") -> None:
@@ -255,24 +429,41 @@ class Recommender:
         k: int = 20,
         exclude_seen: bool = True,
         items: Iterable[RawId] | None = None,
+        user_items: Iterable[RawId] | Sequence[Iterable[RawId]] | None = None,
     ) -> RankedItems | list[RankedItems]:
         """Top-``k`` items for each user, best first.
 
         ``user_ids``: one raw id (returns one ``RankedItems``) or a list (returns a list, in the
-        same order). ``exclude_seen``: leave out each user's training items. ``items``: restrict
+        same order). ``exclude_seen``: leave out the items the run saw for each user (the
+        splits ``info()["seen_splits"]`` names). ``user_items``: raw item ids to leave out as
+        well (a user's history the run does not have, as implicit's ``user_items``): a list
+        for one user id, a list of lists (one per user id) for a list. ``items``: restrict
         the candidates to these raw item ids. A list may be shorter than k when fewer items
         remain. Unknown ids raise ``UnknownIdError`` naming them."""
         single, ids = _as_ids(user_ids, "user")
         k = _check_k(k)
-        with self._lock:
+        held = _per_user_items(user_items, single, len(ids))
+        if exclude_seen and self._seen is None:
+            raise RequestError(
+                "this service has no record of the users' seen items: ask with "
+                "exclude_seen=false (user_items are still left out)"
+            )
+        with self._lock.read():
             users = self._lookup(ids, self._user_index, "user")
             candidates = None
             if items is not None:
                 _, item_list = _as_ids(items, "item")
                 candidates = self._lookup(item_list, self._item_index, "item")
+            extra = [self._lookup(h, self._item_index, "item") for h in held] if held else None
             if not ids:
                 return []
-            exclude = [self._seen_items(u) for u in users] if exclude_seen else None
+            exclude = None
+            if exclude_seen or extra:
+                exclude = []
+                for j, u in enumerate(users):
+                    parts = [self._seen_items(u)] if exclude_seen else []
+                    parts += [extra[j]] if extra else []
+                    exclude.append(parts[0] if len(parts) == 1 else np.union1d(*parts))
             scores, idx = self.index.search(
                 self.user_emb[users], min(k, self.n_items), exclude, candidates
             )
@@ -286,7 +477,7 @@ class Recommender:
         vectors, the item itself excluded (one id -> one ``RankedItems``, a list -> a list)."""
         single, ids = _as_ids(item_ids, "item")
         k = _check_k(k)
-        with self._lock:
+        with self._lock.read():
             items = self._lookup(ids, self._item_index, "item")
             if not ids:
                 return []
@@ -306,8 +497,8 @@ class Recommender:
         _, ids = _as_ids(item_ids, "item")
         k = _check_k(k)
         if not ids:
-            raise ServeError("recommend_for_items needs at least one item id")
-        with self._lock:
+            raise RequestError("recommend_for_items needs at least one item id")
+        with self._lock.read():
             items = self._lookup(ids, self._item_index, "item")
             held = torch.from_numpy(self.item_emb[np.unique(items)])
             user = self.model_class.user_from_items(held, self.config.model)
@@ -322,52 +513,176 @@ class Recommender:
         """Add items known only by their modality features (``{modality: [n_new, width]}``,
         every modality of the training data), recommendable at once. Their vectors come from
         the model's content path (``items_from_features``); existing scores do not change.
-        Models without a content path raise ``ServeError`` saying so. Needs ``model.pt`` and the
-        training data (``config.yaml``'s, or ``dataset=`` given to ``load``)."""
-        _, ids = _as_ids(item_ids, "item")
-        if not ids:
-            raise ServeError("add_items needs at least one item id")
-        if not self.model_class.has_content_path():
-            raise ServeError(
-                f"model {self.config.model_name!r} has no content path: it cannot represent an "
-                "item from its features alone (cold-start items need a content model such as "
-                "crane, freedom or vbpr)"
-            )
-        with self._lock:
-            dup = sorted(i for i, n in Counter(ids).items() if n > 1)
-            if dup:
-                raise ServeError(f"duplicate new item ids: {', '.join(map(repr, dup[:20]))}")
-            known = [i for i in ids if i in self._item_index]
-            if known:
-                raise ServeError(
-                    f"item ids already in the catalogue: {', '.join(map(repr, known[:20]))}"
-                )
+
+        What the caller sent is checked first and refused with a ``RequestError`` (no server
+        path in its message): a model without a content path, duplicate ids, missing or
+        unknown modalities, wrong shapes, non-finite values; ids already served raise
+        ``ItemExistsError``. Needs ``model.pt`` and the training data (``config.yaml``'s, or
+        ``dataset=`` given to ``load``): without them, a ``ServeError`` naming the file.
+
+        Concurrency: adds run one at a time (the ids are checked again once it is this call's
+        turn, so two calls adding the same id cannot both succeed); the vectors are computed
+        while queries go on (a new item depends on the trained items only), and queries are
+        held back only while they are appended (the write lock)."""
+        ids = self._check_new_ids(item_ids)
+        with self._adding:  # one add at a time; queries go on meanwhile
+            self._refuse_known(ids)  # again: an add that ran meanwhile may have taken them
             model, dataset = self._trained_model()
             feats = _check_features(features, dataset, len(ids))
+            vectors = self._vectors_from_features(model, dataset, feats)
+            with self._lock.write():
+                self._append(ids, vectors)
+        log.info("added %d cold-start items (%d served)", len(ids), self.n_items)
+
+    def _append(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Serve ``vectors`` under ``ids`` (the caller holds the write lock)."""
+        start = self.n_items
+        self.item_emb = np.concatenate([self.item_emb, vectors])
+        self.item_ids = np.concatenate([self.item_ids, np.asarray(ids, dtype=str)])
+        self._item_index.update({t: start + j for j, t in enumerate(ids)})
+        self.index.add(vectors)
+        if self._cosine is not None:
+            unit = _unit_rows(vectors)
+            self._cosine[0].add(unit)
+            self._cosine = (self._cosine[0], np.concatenate([self._cosine[1], unit]))
+        self._cold = None  # the cold items' calibrated index: rebuilt on next use
+
+    def add_items_from_dir(self, path: str | Path) -> list[str]:
+        """Add the items of a feature folder as cold-start items; returns their ids.
+
+        The folder has the layout ``cranerec features text|image --out DIR`` writes:
+        ``item_ids.txt`` (one raw id a line, the row order) and ``<modality>_feat.npy`` for
+        every modality the run was trained with (``[n, width]``; files of other modalities
+        are ignored, and logged). Where both the folder and the training data have a
+        provenance sidecar (``<modality>_feat.json``) for a modality, they must name the same
+        encoder (model hash) and normalisation: features of another encoder would be placed
+        by meaningless neighbours. Every refusal is a ``ServeError`` naming the file: a
+        missing folder, id file or modality, a row count that differs from the ids, duplicate
+        ids, ids already served, a wrong width, non-finite values. Nothing is added unless
+        every check passes."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ServeError(f"new items: {folder} is not a directory")
+        ids_file = folder / ITEM_IDS_FILE
+        if not ids_file.is_file():
+            raise ServeError(f"new items: {folder} has no {ITEM_IDS_FILE} (one item id a line)")
+        try:
+            ids = read_item_ids(ids_file)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ServeError(f"{ids_file}: unreadable: {e}") from None
+        if not ids:
+            raise ServeError(f"{ids_file}: no item ids")
+        dup = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dup:
+            raise ServeError(f"{ids_file}: duplicate ids: {_shown(dup)}")
+        known = [i for i in ids if i in self._item_index]
+        if known:
+            raise ServeError(
+                f"{ids_file}: {len(known)} id(s) already served (trained or added before): "
+                f"{_shown(known)}"
+            )
+        self._check_new_ids(ids)  # the model has a content path
+        with self._adding:
+            model, dataset = self._trained_model()
+        found = sorted(p.name[: -len(FEAT_SUFFIX)] for p in folder.glob(f"*{FEAT_SUFFIX}"))
+        missing = [m for m in dataset.modalities if m not in found]
+        if missing:
+            raise ServeError(
+                f"new items: {folder} lacks {', '.join(m + FEAT_SUFFIX for m in missing)}: the "
+                f"run uses the modalities {dataset.modalities} (found: {found or 'none'})"
+            )
+        ignored = [m for m in found if m not in dataset.modalities]
+        if ignored:
+            log.info("new items: %s: ignoring %s (not a modality of the run)", folder, ignored)
+        features = {}
+        for m in dataset.modalities:
+            file = folder / f"{m}{FEAT_SUFFIX}"
+            x = _read_feature_file(file, m, len(ids), dataset.features[m].shape[1], ids_file)
+            self._check_provenance(file, m)
+            features[m] = x
+        try:
+            self.add_items(features, ids)
+        except ItemExistsError as e:  # added by someone else meanwhile
+            raise ServeError(f"{ids_file}: {e}") from None
+        return ids
+
+    def check_cold_start(self) -> None:
+        """Raise ``ServeError`` (naming the file) unless ``add_items`` can work: a model with a
+        content path, ``model.pt`` of this run and its training data. Builds the model once
+        (it is kept), so that the first ``add_items`` does not pay for it."""
+        if not self.model_class.has_content_path():
+            raise ServeError(_no_content_path(self.config.model_name))
+        with self._adding:
+            self._trained_model()
+
+    def _check_new_ids(self, item_ids: Sequence[RawId]) -> list[str]:
+        """The new ids as strings, after the checks that need no model: a content path, at
+        least one id, no duplicates, none served already (``RequestError`` otherwise)."""
+        _, ids = _as_ids(item_ids, "item")
+        if not self.model_class.has_content_path():
+            raise RequestError(_no_content_path(self.config.model_name))
+        if not ids:
+            raise RequestError("add_items needs at least one item id")
+        dup = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dup:
+            raise RequestError(f"duplicate new item ids: {_shown(dup)}")
+        with self._lock.read():
+            self._refuse_known(ids)
+        return ids
+
+    def _refuse_known(self, ids: list[str]) -> None:
+        known = [i for i in ids if i in self._item_index]
+        if known:
+            raise ItemExistsError(known)
+
+    def _vectors_from_features(
+        self, model: Model, dataset: Dataset, feats: dict[str, torch.Tensor]
+    ) -> np.ndarray:
+        """The new items' vectors ``[n_new, dim]``, ``_ADD_CHUNK`` items at a time (new items
+        never see each other, so chunks give the same vectors with bounded memory)."""
+        n_new = next(iter(feats.values())).shape[0]
+        parts = []
+        for start in range(0, n_new, _ADD_CHUNK):
+            chunk = {m: x[start : start + _ADD_CHUNK] for m, x in feats.items()}
             try:
                 with torch.no_grad():
-                    vectors = model.items_from_features(feats, dataset)
-            except NotImplementedError as e:
-                raise ServeError(str(e)) from None
-            vectors = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
-            if (
-                vectors.shape != (len(ids), self.item_emb.shape[1])
-                or not np.isfinite(vectors).all()
-            ):
+                    vectors = model.items_from_features(chunk, dataset)
+            except NotImplementedError as e:  # e.g. CRANE trained without its item graph
+                raise RequestError(str(e)) from None
+            parts.append(vectors.detach().float().cpu().numpy())
+        vectors = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+        if vectors.shape != (n_new, self.item_emb.shape[1]):
+            raise ServeError(
+                f"model {self.config.model_name!r} returned cold-start vectors of shape "
+                f"{vectors.shape} (expected {(n_new, self.item_emb.shape[1])})"
+            )
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():  # e.g. all-zero features, which have no cosine neighbours
+            raise RequestError(
+                f"{int(bad.sum())} new item(s) get no usable vector from their features (rows "
+                f"{np.flatnonzero(bad)[:_SHOWN_IDS].tolist()}); are their features all zero?"
+            )
+        return vectors
+
+    def _check_provenance(self, file: Path, modality: str) -> None:
+        """The new features' encoder and normalisation, where both sidecars say, must be the
+        training features' (see ``add_items_from_dir``)."""
+        new = _read_sidecar(file.with_suffix(".json"))
+        data = self.config.data
+        folder = Path(data.features_dir or data.path)
+        folder = folder if folder.is_dir() else folder.parent
+        old = _read_sidecar(folder / f"{modality}_feat.json")
+        if new is None or old is None:
+            return
+        for what, get in (
+            ("encoder (model sha256)", lambda s: (s.get("model") or {}).get("sha256")),
+            ("normalisation", lambda s: s.get("normalisation")),
+        ):
+            a, b = get(new), get(old)
+            if a is not None and b is not None and a != b:
                 raise ServeError(
-                    f"model {self.config.model_name!r} returned cold-start vectors of shape "
-                    f"{vectors.shape} (expected {(len(ids), self.item_emb.shape[1])}, finite)"
-                )
-            start = self.n_items
-            self.item_emb = np.concatenate([self.item_emb, vectors])
-            self.item_ids = np.concatenate([self.item_ids, np.asarray(ids, dtype=str)])
-            self._item_index.update({t: start + j for j, t in enumerate(ids)})
-            self.index.add(vectors)
-            if self._cosine is not None:
-                self._cosine[0].add(_unit_rows(vectors))
-                self._cosine = (
-                    self._cosine[0],
-                    np.concatenate([self._cosine[1], _unit_rows(vectors)]),
+                    f"{file}: modality {modality!r} was encoded with another {what} ({a!r}) "
+                    f"than the training features ({b!r}, {folder}): rebuild it the same way"
                 )
 
     # ---------------------------------------------------------------- internals
@@ -383,21 +698,18 @@ class Recommender:
         return RankedItems(query, self.item_ids[idx[found]], scores[found].astype(np.float32))
 
     def _seen_items(self, user: int) -> np.ndarray:
-        seen = self._seen_matrix()
+        seen = self._seen
+        assert seen is not None  # the caller raised RequestError otherwise
         return seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
 
-    def _seen_matrix(self) -> sp.csr_matrix:
-        if self._seen is None:  # a run older than seen.npz: its training data
-            log.info("%s has no %s; reading its training data", self.run_dir, SEEN_FILE)
-            train = self._training_data(f"excluding seen items (no {SEEN_FILE})").train
-            self._seen = sp.csr_matrix(train, dtype=bool)
-        return self._seen
-
     def _cosine_index(self) -> tuple[VectorIndex, np.ndarray]:
-        if self._cosine is None:
-            unit = _unit_rows(self.item_emb)
-            self._cosine = (VectorIndex(unit, self._index_kind, **self._index_options), unit)
-        return self._cosine
+        # Called under the read lock: add_items (the writer) cannot run meanwhile, and the
+        # build lock keeps two first similar_items calls from building it twice.
+        with self._cosine_build:
+            if self._cosine is None:
+                unit = _unit_rows(self.item_emb)
+                self._cosine = (VectorIndex(unit, self._index_kind, **self._index_options), unit)
+            return self._cosine
 
     def _training_data(self, purpose: str) -> Dataset:
         if self._dataset is None:
@@ -426,7 +738,8 @@ class Recommender:
         return self._dataset
 
     def _trained_model(self) -> tuple[Model, Dataset]:
-        """The trained model rebuilt from ``model.pt`` on its training data (cached)."""
+        """The trained model rebuilt from ``model.pt`` on its training data (cached; the caller
+        holds ``_adding``)."""
         dataset = self._training_data("adding cold-start items")
         if self._model is None:
             path = self.run_dir / MODEL_FILE
@@ -502,8 +815,9 @@ def _ids(ids: np.ndarray, n: int, name: str, path: Path) -> np.ndarray:
     return ids
 
 
-def _read_seen(path: Path, n_users: int, n_items: int) -> sp.csr_matrix:
-    arrays = _read_npz(path, ("indptr", "indices", "shape"), missing_hint="")
+def _read_seen(path: Path, n_users: int, n_items: int) -> tuple[sp.csr_matrix, list[str]]:
+    """The users' seen items and the splits they come from (``splits``; absent: train)."""
+    arrays = _read_npz(path, ("indptr", "indices", "shape"), missing_hint="", optional=("splits",))
     indptr, indices, shape = arrays["indptr"], arrays["indices"], arrays["shape"]
     ok = (
         shape.tolist() == [n_users, n_items]
@@ -522,13 +836,33 @@ def _read_seen(path: Path, n_users: int, n_items: int) -> sp.csr_matrix:
             f"{path}: not the training items of a {n_users} x {n_items} run (shape "
             f"{shape.tolist()}, {len(indptr)} row pointers, {len(indices)} items)"
         )
+    splits = ["train"]
+    if "splits" in arrays:
+        named = arrays["splits"]
+        splits = named.astype(str).tolist() if named.ndim == 1 and named.dtype.kind == "U" else []
+        if not splits or "train" not in splits or not set(splits) <= set(_ALL_SPLITS):
+            raise ServeError(
+                f"{path}: splits must name the splits the file holds, train among them, from "
+                f"{list(_ALL_SPLITS)}; got {named.tolist()!r}"
+            )
     data = np.ones(len(indices), dtype=bool)
-    return sp.csr_matrix(
+    seen = sp.csr_matrix(
         (data, indices.astype(np.int64), indptr.astype(np.int64)), (n_users, n_items)
     )
+    return seen, splits
+
+
+#: results.json fields the service reads (``info``), with the types they must have.
+_RESULTS_FIELDS: dict[str, tuple[type, ...]] = {
+    "dataset": (str,),
+    "data_fingerprint": (str, type(None)),
+    "cranerec_version": (str, type(None)),
+}
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
+    """The fields of ``results.json`` the service reads, type-checked here so that no answer
+    can fail on them (a missing file: none; other fields, metrics included, are not read)."""
     path = run_dir / RESULTS_FILE
     if not path.exists():
         return {}
@@ -537,8 +871,20 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise ServeError(f"{path}: unreadable: {e}") from None
     if not isinstance(results, dict):
-        raise ServeError(f"{path}: not a cranerec results file")
-    return results
+        raise ServeError(f"{path}: not a cranerec results file (not a JSON object)")
+    checked = {}
+    for name, types in _RESULTS_FIELDS.items():
+        if name not in results:
+            continue
+        value = results[name]
+        if not isinstance(value, types) or value == "":
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ServeError(
+                f"{path}: {name} must be a non-empty {expected}, got {value!r}: not a results "
+                "file cranerec wrote (rerun the training, or fix the field)"
+            )
+        checked[name] = value
+    return checked
 
 
 def _read_model_file(path: Path, model_name: str) -> dict[str, Any]:
@@ -562,30 +908,88 @@ def _read_model_file(path: Path, model_name: str) -> dict[str, Any]:
 def _check_features(
     features: Mapping[str, np.ndarray], dataset: Dataset, n_new: int
 ) -> dict[str, torch.Tensor]:
+    """The new items' features as float32 tensors; ``RequestError`` naming what is wrong."""
     if not isinstance(features, Mapping):
-        raise ServeError("features must be a mapping {modality: [n_new, width] array}")
+        raise RequestError("features must be a mapping {modality: [n_new, width] array}")
     expected = dataset.modalities
     missing = [m for m in expected if m not in features]
-    extra = [m for m in features if m not in expected]
+    extra = [str(m)[:64] for m in features if m not in expected]
     if missing or extra:
-        raise ServeError(
+        raise RequestError(
             f"features must have exactly the modalities {expected}"
             + (f"; missing {missing}" if missing else "")
-            + (f"; unknown {extra}" if extra else "")
+            + (f"; unknown {extra[:_SHOWN_IDS]}" if extra else "")
         )
     out = {}
     for m in expected:
-        try:
-            x = np.asarray(features[m], dtype=np.float32)
-        except (TypeError, ValueError) as e:
-            raise ServeError(f"modality {m!r}: not a numeric array ({e})") from None
         width = dataset.features[m].shape[1]
+        try:
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                x = np.asarray(features[m], dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise RequestError(
+                f"modality {m!r}: not a numeric [{n_new}, {width}] array (one row of {width} "
+                "numbers per new item)"
+            ) from None
         if x.shape != (n_new, width):
-            raise ServeError(f"modality {m!r}: shape {x.shape}; expected ({n_new}, {width})")
-        if not np.isfinite(x).all():
-            raise ServeError(f"modality {m!r}: non-finite values")
+            raise RequestError(
+                f"modality {m!r}: shape {x.shape}; expected ({n_new}, {width}): one row of "
+                f"{width} numbers per new item"
+            )
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            raise RequestError(
+                f"modality {m!r}: non-finite values (NaN, inf, or beyond float32) in row(s) "
+                f"{np.flatnonzero(bad)[:_SHOWN_IDS].tolist()}"
+            )
         out[m] = torch.from_numpy(np.ascontiguousarray(x))
     return out
+
+
+def _read_feature_file(
+    path: Path, modality: str, n_rows: int, width: int, ids_file: Path
+) -> np.ndarray:
+    """One ``<modality>_feat.npy`` of a new-items folder, checked (``ServeError`` naming it)."""
+    if not path.is_file():
+        raise ServeError(f"new items: missing {path} (modality {modality!r})")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ServeError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive under an .npy name
+        x.close()
+        raise ServeError(f"{path}: an .npz archive, not one .npy array (items x width)")
+    if not np.issubdtype(x.dtype, np.number) or x.ndim != 2:
+        raise ServeError(f"{path}: must be a 2-d numeric array, got {x.dtype} {x.shape}")
+    if x.shape[0] != n_rows:
+        raise ServeError(
+            f"{path}: {x.shape[0]} rows, but {ids_file} lists {n_rows} ids (one row per id, in "
+            "its order)"
+        )
+    if x.shape[1] != width:
+        raise ServeError(
+            f"{path}: width {x.shape[1]}, but the run's {modality!r} features have width "
+            f"{width} (encoded with another model?)"
+        )
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32, copy=False)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ServeError(
+            f"{path}: NaN/inf values in {int(bad.sum())} row(s) (first: row "
+            f"{int(np.flatnonzero(bad)[0])})"
+        )
+    return x
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A feature file's provenance sidecar, or None when there is none (or it is unreadable:
+    the check it serves is best-effort)."""
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return sidecar if isinstance(sidecar, dict) else None
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from cranerec.data.loaders import DataConfig
 from cranerec.eval.evaluator import EvalConfig
 from cranerec.models import get_model_class
 from cranerec.train.sampler import NEGATIVE_POOLS
+from cranerec.utils.env import usable_physical_cores
 
 DEFAULT_MODEL = "lightgcn"
 
@@ -30,7 +30,7 @@ class TrainConfig:
     training pool). ``weight_decay``: Adam's L2 on all parameters (off by default; models apply
     L2 to the batch's embeddings through their own ``reg_weight``). ``time_budget_s``: stop
     after this much training time (accumulated across resumes). ``threads``: torch threads
-    (0 = all cores). ``progress``: show a progress bar when writing to a terminal.
+    (0 = the physical cores this process may use). ``progress``: show a progress bar when writing to a terminal.
     ``lr_decay`` / ``lr_decay_every``: epoch e (0-based) trains with
     ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's ``learning_rate_scheduler``; 1.0 = off).
     """
@@ -68,13 +68,8 @@ class TrainConfig:
 
     @property
     def n_threads(self) -> int:
-        """Torch threads: ``threads``, or every core this process may run on."""
-        if self.threads:
-            return self.threads
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        """Torch threads: ``threads``, or the physical cores this process may run on."""
+        return self.threads or usable_physical_cores()
 
 
 @dataclass
@@ -99,6 +94,12 @@ class RunConfig:
         }
 
 
+def check_seed(seed: Any) -> None:
+    """A training seed is an integer numpy and torch both accept."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+
+
 TOP_KEYS = ("model", "seed", "data", "train", "eval", "preset")
 
 
@@ -111,13 +112,21 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
             f"unknown config key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}"
         )
     model_raw = raw.get("model")
+    if model_raw is not None and not isinstance(model_raw, (str, dict)):
+        raise ConfigError(
+            f"model: expected a model name or a mapping with name and settings, got {model_raw!r}"
+        )
     model_section = {"name": model_raw} if isinstance(model_raw, str) else dict(model_raw or {})
     name = model_section.pop("name", DEFAULT_MODEL)
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name: expected a model name, got {name!r}")
     try:
         cls = get_model_class(name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     preset = raw.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"preset: expected one preset name, got {preset!r}")
     if preset:
         if preset not in cls.presets:
             valid = ", ".join(sorted(cls.presets)) or "none"
@@ -127,8 +136,7 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
         model_section = deep_merge(base.get("model", {}), model_section)
         model_section.pop("name", None)
     seed = raw.get("seed", 999)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     config = RunConfig(
         model_name=name,
         seed=seed,

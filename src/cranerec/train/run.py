@@ -1,7 +1,7 @@
 """Run directories: one ``cranerec train`` = one directory holding ``config.yaml``,
 ``metrics.jsonl``, ``checkpoint.pt`` (resume state), ``model.pt`` (best weights + config),
-``embeddings.npz``, ``seen.npz`` (each user's training items, CSR ``indptr`` / ``indices``: what
-serving excludes), ``per_user.npz`` / ``per_user_valid.npz``, ``training_curve.png`` and
+``embeddings.npz``, ``seen.npz`` (each user's items in every split, CSR ``indptr`` / ``indices``
+and the split names: what serving excludes), ``per_user.npz`` / ``per_user_valid.npz``, ``training_curve.png`` and
 ``results.json``.
 
 Rerunning the same command on an interrupted directory resumes it; a finished one is reported,
@@ -10,7 +10,6 @@ not retrained; a directory holding a run with a different configuration is refus
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -22,13 +21,21 @@ import torch
 import yaml
 
 import cranerec
-from cranerec.config import ConfigError, deep_merge, load_yaml, parse_overrides
+from cranerec.config import ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from cranerec.data.dataset import Dataset
 from cranerec.data.loaders import load_dataset
 from cranerec.eval.evaluator import Evaluator
 from cranerec.experiments.plots import plot_training_curve
 from cranerec.models import get_model_class
-from cranerec.train.config import RunConfig, config_differences, replace, resolve_config
+from cranerec.train.config import (
+    RunConfig,
+    TrainConfig,
+    check_seed,
+    config_differences,
+    replace,
+    resolve_config,
+)
+from cranerec.train.rundir import clean_temp_files, read_embeddings, read_results
 from cranerec.train.trainer import EpochCallback, Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb
 from cranerec.utils.io import (
@@ -60,6 +67,7 @@ def build_config(
     data_format: str | None = None,
     seed: int | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> RunConfig:
     """Resolve a ``RunConfig``: defaults < preset < YAML file < ``--set`` < explicit flags."""
     raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
@@ -77,6 +85,8 @@ def build_config(
         flags["seed"] = seed
     if device is not None:
         flags.setdefault("train", {})["device"] = device
+    if threads is not None:
+        flags.setdefault("train", {})["threads"] = threads
     if isinstance(raw.get("model"), str):
         raw["model"] = {"name": raw["model"]}
     config = resolve_config(deep_merge(raw, flags))
@@ -91,23 +101,70 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    return resolve_config(load_yaml(str(path)))
+    raw = load_yaml(str(path))
+    if not isinstance(raw.get("model"), dict) or "name" not in raw["model"]:
+        # an empty or hand-cut file would otherwise read as the default (LightGCN) run
+        raise ConfigError(
+            f"{path} does not name the run's model (model.name): it is empty or not a config "
+            "cranerec wrote; restore it, or delete the run directory to train it again"
+        )
+    return resolve_config(raw)
 
 
-def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
+#: Settings ``extend_run`` may raise on a run trained before: how long it trains, nothing else.
+EXTENDABLE = ("train.epochs", "train.time_budget_s")
+
+
+def _check_run_dir(run_dir: Path, config: RunConfig, extend: bool = False) -> None:
     path = run_dir / CONFIG_FILE
     if path.exists():
         stored = read_run_config(run_dir).to_dict()
         diff = config_differences(stored, config.to_dict())
+        if extend:
+            diff = [d for d in diff if d not in EXTENDABLE]
         if diff:
             raise ConfigError(
                 f"{run_dir} holds a run with a different configuration ({', '.join(diff)} differ); "
                 f"choose another --out, or continue it as it was with --resume {run_dir}"
             )
-    elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    elif run_dir.exists() and any(
+        p.name != LOCK_FILE and not _is_temp(p) for p in run_dir.iterdir()
+    ):
         raise ConfigError(
             f"{run_dir} exists and is not an empty run directory; choose another --out"
         )
+
+
+def _is_temp(path: Path) -> bool:
+    """A file an atomic write left behind when it was killed (removed on start)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def extend_run(run_dir: str | Path, epochs: int | None = None, time_budget_s: float | None = None):
+    """``cranerec train --resume RUN_DIR --set train.epochs=N``: the run's config with a higher
+    epoch cap or time budget. A finished run that stopped at its cap or budget trains on from
+    its checkpoint; one that stopped early would not train another epoch, so it is refused."""
+    config = read_run_config(run_dir)
+    changes = {
+        k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None
+    }
+    new_train = from_dict(TrainConfig, {**to_dict(config.train), **changes}, "train")
+    results_path = Path(run_dir) / RESULTS_FILE
+    if results_path.exists():
+        results = read_results(results_path)
+        reason = results.get("stop_reason")
+        if reason == "early stopping":
+            raise ConfigError(
+                f"{run_dir} stopped early at epoch {results.get('epochs_run')} ({config.train.patience} "
+                "epochs without a better validation score): more epochs would not train; train a "
+                "new run with a higher train.patience instead"
+            )
+        if epochs is not None and epochs <= results.get("epochs_run", 0):
+            raise ConfigError(
+                f"{run_dir} already trained {results.get('epochs_run')} epochs; give train.epochs "
+                "above that to extend it"
+            )
+    return replace(config, train=new_train)
 
 
 def train_run(
@@ -115,25 +172,28 @@ def train_run(
     run_dir: str | Path,
     dataset: Dataset | None = None,
     callbacks: list[EpochCallback] | None = None,
+    extend: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume, or report) the run in ``run_dir``; returns the results dict.
-    ``callbacks`` are called after every epoch trained (``trainer.EpochCallback``)."""
+    ``callbacks`` are called after every epoch trained (``trainer.EpochCallback``). ``extend``
+    (a config from ``extend_run``): train a finished run on to its new epoch cap or budget."""
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir, config)
+    _check_run_dir(run_dir, config, extend)
     results_path = run_dir / RESULTS_FILE
     if dataset is None:
         dataset = load_dataset(config.data)
     if results_path.exists():
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        stored = results.get("data_fingerprint")
+        results = read_results(results_path)
+        stored = results["data_fingerprint"]
         if stored != dataset.fingerprint:  # never report results of other data as this data's
             raise ConfigError(
                 f"{run_dir} finished on data with fingerprint {stored}, but {config.data.path} "
                 f"now has fingerprint {dataset.fingerprint} (the data changed): train into "
                 "another --out, or delete the run directory to retrain it"
             )
-        log.info("%s is finished; reporting its results", run_dir)
-        return results
+        if not extend:
+            log.info("%s is finished; reporting its results", run_dir)
+            return results
     torch.set_num_threads(config.train.n_threads)
     seed_everything(config.seed)
     model = get_model_class(config.model_name)(dataset, config.model)
@@ -143,8 +203,14 @@ def train_run(
     # One process per run directory: a second `cranerec train --out DIR` would write every epoch
     # twice into metrics.jsonl.
     with exclusive_lock(run_dir / LOCK_FILE, f"run directory {run_dir}"):
+        if results_path.exists() and extend:
+            # no longer finished: it trains on from its checkpoint (a kill now leaves an
+            # interrupted run that the same command resumes)
+            results_path.unlink()
         if results_path.exists():  # finished by the process that held the lock before us
-            return json.loads(results_path.read_text(encoding="utf-8"))
+            return read_results(results_path)
+        for tmp in clean_temp_files(run_dir):  # left by a kill during an atomic write
+            log.info("removed %s, a write cut short by a kill", tmp)
         write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
         trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or ())
         state = trainer.fit()
@@ -169,9 +235,14 @@ def train_run(
             user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
             synthetic_data=np.array(dataset.synthetic),
         )  # fmt: skip
+        # everything the run saw, so serving never recommends an item a user already has
+        seen = (dataset.train + dataset.valid + dataset.test).tocsr()
+        seen.sum_duplicates()
+        seen.sort_indices()
         savez_atomic(
-            run_dir / SEEN_FILE, indptr=dataset.train.indptr.astype(np.int64),
-            indices=dataset.train.indices.astype(np.int64), shape=np.array(dataset.train.shape, np.int64),
+            run_dir / SEEN_FILE, indptr=seen.indptr.astype(np.int64),
+            indices=seen.indices.astype(np.int64), shape=np.array(seen.shape, np.int64),
+            splits=np.array(["train", "valid", "test"]),
         )  # fmt: skip
         eval_times = state.eval_seconds or [final_eval_s / 2]
         results = {
@@ -202,8 +273,7 @@ def train_run(
             "git_sha": git_sha(),
             "cranerec_version": cranerec.__version__,
         }
-        write_json_atomic(results_path, results)
-        if state.epoch:
+        if state.epoch:  # drawn before results.json, which marks the run finished
             synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
             try:
                 plot_training_curve(
@@ -212,6 +282,7 @@ def train_run(
                 )  # fmt: skip
             except Exception as e:  # a plot must never cost a finished run its results
                 log.warning("could not draw the training curve: %s", e)
+        write_json_atomic(results_path, results)
         return results
 
 
@@ -221,6 +292,11 @@ def train_seeds(
     """One run directory per seed (``out/seed-N``), then ``out/summary.json`` with the mean and
     standard deviation of every metric. Finished seeds are reported, interrupted ones resumed."""
     out = Path(out)
+    for seed in seeds:
+        check_seed(seed)
+    if len(set(seeds)) != len(seeds):  # one seed counted twice would shrink the spread
+        dup = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ConfigError(f"--seeds lists seed(s) {dup} more than once; give each seed once")
     if dataset is None:
         dataset = load_dataset(config.data)
     runs = []
@@ -273,14 +349,13 @@ def evaluate_run(
     dataset = load_dataset(config.data)
     results_path = run_dir / RESULTS_FILE
     if results_path.exists():
-        stored = json.loads(results_path.read_text(encoding="utf-8"))["data_fingerprint"]
+        stored = read_results(results_path)["data_fingerprint"]
         if stored != dataset.fingerprint:
             raise ConfigError(
                 f"{config.data.path} has changed since the run (fingerprint {dataset.fingerprint}, "
                 f"run trained on {stored})"
             )
-    with np.load(emb_path, allow_pickle=False) as z:
-        user_emb, item_emb = torch.from_numpy(z["user_emb"]), torch.from_numpy(z["item_emb"])
+    user_emb, item_emb = read_embeddings(emb_path, dataset.n_users, dataset.n_items)
     evaluator = Evaluator(dataset, config.eval)
     if not len(evaluator.users(split)):
         raise ValueError(

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,10 +29,16 @@ from cranerec.data.dataset import Dataset
 from cranerec.eval.evaluator import Evaluator
 from cranerec.models.base import Recommender
 from cranerec.train.config import RunConfig
+from cranerec.train.rundir import RunFileError, load_checkpoint, read_metrics
 from cranerec.train.sampler import InteractionSampler
 from cranerec.utils.io import torch_save_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; nothing of that epoch is saved."""
+
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -137,39 +144,45 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything saved by ``save_checkpoint`` (weights, optimizer, RNGs, state)."""
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)  # never unpickle code
+        ckpt = load_checkpoint(path, map_location=self.device)  # never unpickles code
+        saved = ckpt.get("config", {}).get("model", {}).get("name")
+        if saved != self.config.model_name:  # BPR's tables fit LightGCN: load would not notice
+            raise RunFileError(
+                f"{path}: a checkpoint of a {saved} run, not of this {self.config.model_name} "
+                "run; delete it to restart the run from epoch 0"
+            )
         if ckpt["data_fingerprint"] != self.dataset.fingerprint:
             raise RuntimeError(
                 f"{path} was trained on data with fingerprint {ckpt['data_fingerprint']}; the data "
                 f"loaded now has {self.dataset.fingerprint}: refusing to resume on different data"
             )
-        self.model.load_state_dict(ckpt["model"])
-        if self.optimizer and ckpt["optimizer"]:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.best_weights = ckpt["best_weights"]
-        self.state = TrainState(**ckpt["state"])
-        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
-        # RNG states are CPU byte tensors whatever map_location moved them to
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if ckpt["rng"]["cuda"] is not None and self.device.type == "cuda":
-            for i, state in enumerate(ckpt["rng"]["cuda"][: torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(state.cpu(), i)
-        random.setstate(ckpt["rng"]["python"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            if self.optimizer and ckpt["optimizer"]:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.best_weights = ckpt["best_weights"]
+            self.state = TrainState(**ckpt["state"])
+            self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+            # RNG states are CPU byte tensors whatever map_location moved them to
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+            if ckpt["rng"]["cuda"] is not None and self.device.type == "cuda":
+                for i, state in enumerate(ckpt["rng"]["cuda"][: torch.cuda.device_count()]):
+                    torch.cuda.set_rng_state(state.cpu(), i)
+            random.setstate(ckpt["rng"]["python"])
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            reason = str(e).splitlines()[0][:120]
+            raise RunFileError(
+                f"{path}: does not fit this run's model ({reason}); delete it to restart the "
+                "run from epoch 0"
+            ) from None
 
     def _trim_metrics_log(self) -> None:
         """Keep only metrics lines of epochs the checkpoint covers (a kill may leave more)."""
         path = self.run_dir / METRICS
         if not path.exists():
             return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if rec.get("epoch", 0) <= self.state.epoch:
-                kept.append(line)
-        write_text_atomic(path, "".join(k + "\n" for k in kept))
+        kept = [rec for rec in read_metrics(path) if rec["epoch"] <= self.state.epoch]
+        write_text_atomic(path, "".join(json.dumps(rec) + "\n" for rec in kept))
 
     # ------------------------------------------------------------------ training
 
@@ -196,10 +209,14 @@ class Trainer:
                 "%s: no user to validate on; training all %d epochs and keeping the last weights",
                 self.dataset.name, cfg.epochs,
             )  # fmt: skip
+        # A bar on a terminal; without one (a log file, a pipe), one line per epoch instead.
+        on_terminal = sys.stderr.isatty()
         bar = tqdm(
-            total=cfg.epochs, initial=self.state.epoch, disable=None if cfg.progress else True,
-            desc=f"{self.config.model_name} on {self.dataset.name}", unit="epoch", leave=False,
+            total=self._horizon(validate), initial=self.state.epoch,
+            disable=not (cfg.progress and on_terminal), unit="epoch", leave=False,
+            desc=f"{self.config.model_name} on {self.dataset.name}",
         )  # fmt: skip
+        print_lines = cfg.progress and not on_terminal
         while self.state.epoch < cfg.epochs and not self.state.stop_reason:
             if cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s:
                 self.state.stop_reason = "time budget"
@@ -220,15 +237,41 @@ class Trainer:
             self.save_checkpoint()
             for callback in self.callbacks:
                 callback(record)
-            bar.update(1)
             shown = {stop_key: f"{valid[stop_key]:.4f}"} if validate else {}
+            bar.total = self._horizon(validate)  # follows early stopping, not the epoch cap
+            bar.update(1)
             bar.set_postfix(loss=f"{losses.get('loss', 0):.4f}", **shown)
+            if print_lines:
+                sys.stderr.write(self._epoch_line(record, validate) + "\n")
+                sys.stderr.flush()
         bar.close()
         if not self.state.stop_reason:
             self.state.stop_reason = "max epochs"
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         return self.state
+
+    def _horizon(self, validate: bool) -> int:
+        """The last epoch training can reach now: the cap, or sooner if validation stays flat."""
+        cfg = self.config.train
+        if not validate:
+            return cfg.epochs
+        return min(cfg.epochs, max(self.state.best_epoch, self.state.epoch) + cfg.patience)
+
+    def _epoch_line(self, record: dict[str, Any], validate: bool) -> str:
+        """One progress line (when stderr is not a terminal)."""
+        cfg, s = self.config.train, self.state
+        key = cfg.stop_metric
+        metric = (
+            f"  {key} {record['valid'][key]:.4f} (best {s.best_value:.4f} at epoch {s.best_epoch})"
+            if validate
+            else ""
+        )
+        return (
+            f"{self.config.model_name} on {self.dataset.name}: epoch {record['epoch']}/"
+            f"{self._horizon(validate)}  loss {record.get('loss', 0.0):.4f}{metric}  "
+            f"{record['epoch_seconds']:.1f}s + {record['eval_seconds']:.1f}s eval"
+        )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config.train
@@ -250,8 +293,9 @@ class Trainer:
             n += 1
         means = {k: float(v) / max(n, 1) for k, v in totals.items()}  # one device sync per epoch
         if not math.isfinite(means.get("loss", 0.0)):
-            raise FloatingPointError(
-                f"the training loss became {means['loss']} in epoch {epoch + 1} ({means})"
+            raise DivergedError(
+                f"the training loss became {means['loss']} in epoch {epoch + 1}: lower train.lr "
+                "or the model's weights (the run directory keeps the last finite epoch)"
             )
         return means
 

@@ -39,3 +39,26 @@ def peak_gpu_suffix(device: str) -> str:
     import torch
 
     return f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
+
+
+def usable_physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads of one core count
+    once): the default number of torch threads. More threads than cores slows training down
+    badly on a busy machine. Falls back to the usable logical CPUs where the topology is
+    unknown (not Linux)."""
+    import os
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+        except OSError:
+            return len(cpus)
+        cores.add((package, core))
+    return max(1, len(cores))
