@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(BIN)/cranerec train --out runs/demo
+	$(BIN)/cranerec demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

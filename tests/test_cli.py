@@ -71,9 +71,22 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path)
 def test_models_lists_every_model_with_settings(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    starts = {line.split()[0] for line in out.splitlines() if not line.startswith(" ")}
+    starts = {line.split()[0] for line in out.splitlines() if line and not line.startswith(" ")}
     assert {"pop", "bpr", "lightgcn"} <= starts
     assert "model.n_layers: int = 2" in out
+    # every run's settings, and what a preset changes (not a copy of the defaults)
+    assert "train.patience: int = 20" in out and "data.user_min: int = 4" in out
+    assert "eval.protocol: str = 'mmrec'" in out
+    assert "preset tiktok changes: model.semantic_user='mean'" in out
+
+
+def test_models_name_prints_the_whole_description(capsys):
+    from cranerec.models import get_model_class
+
+    assert main(["models", "crane"]) == 0
+    out = capsys.readouterr().out
+    last_doc_line = get_model_class("crane").__doc__.strip().splitlines()[-1].strip()
+    assert last_doc_line in out and "bpr  (" not in out
 
 
 def test_resume_refuses_flags_that_would_be_ignored(tmp_path, capsys):
@@ -222,3 +235,21 @@ def test_default_threads_are_the_physical_cores():
     from cranerec.utils.env import usable_physical_cores
 
     assert TrainConfig().n_threads == usable_physical_cores() >= 1
+
+
+def test_a_warning_is_printed_once_per_command():
+    # in a fresh process: pytest's own warning capture would override the filter under test
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, cranerec.cli as cli\n"
+        "def warns(args):\n"
+        "    for _ in range(3): warnings.warn('the same thing', UserWarning, stacklevel=1)\n"
+        "    return 0\n"
+        "cli._cmd_models = warns\n"
+        "assert cli.main(['models']) == 0 and cli.main(['models']) == 0\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("the same thing") == 2  # once per command, two commands

@@ -350,17 +350,52 @@ def _add_build_parser(dsub) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from cranerec.config import describe_fields
-    from cranerec.models import MODELS
+    import inspect
 
-    for name, cls in sorted(MODELS.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        _out(f"{name}  ({cls.__name__}; batches: {cls.batch_kind}) {doc}")
+    from cranerec.config import describe_fields
+    from cranerec.data.loaders import DataConfig
+    from cranerec.eval.evaluator import EvalConfig
+    from cranerec.models import MODELS, get_model_class
+    from cranerec.train.config import TrainConfig
+
+    sections = (("train", TrainConfig), ("data", DataConfig), ("eval", EvalConfig))
+    names = [args.name] if args.name else sorted(MODELS)
+    for name in names:
+        cls = get_model_class(name)
+        doc = inspect.getdoc(cls) or ""
+        _out(f"{name}  ({cls.__name__}; batches: {cls.batch_kind})")
+        lines = doc.splitlines() if args.name else doc.splitlines()[:1]
+        for line in lines:
+            _out(f"    {line}".rstrip())
         for field, tp, default in describe_fields(cls.Config):
             _out(f"    model.{field}: {tp} = {default!r}")
-        if cls.presets:
-            _out(f"    presets: {', '.join(sorted(cls.presets))}")
+        defaults = {
+            f"{section}.{field}": default
+            for section, config_cls in (("model", cls.Config), *sections)
+            for field, _, default in describe_fields(config_cls)
+        }
+        for preset, changes in sorted(cls.presets.items()):
+            changed = {k: v for k, v in _flatten(changes).items() if defaults.get(k) != v}
+            shown = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "the defaults"
+            _out(f"    preset {preset} changes: {shown}")
+        _out("")
+    _out("settings of every run (cranerec train --set KEY=VALUE):")
+    for section, config_cls in sections:
+        for field, tp, default in describe_fields(config_cls):
+            _out(f"    {section}.{field}: {tp} = {default!r}")
+    if not args.name:
+        _out("a model's whole description: cranerec models NAME")
     return 0
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _read_user_file(path: str) -> list[str]:
@@ -419,6 +454,14 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     else:
         atomic_write(out, lambda f: table.to_parquet(f, index=False))
     _out(f"wrote {len(table):,} recommendations for {len(users):,} users to {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cranerec.demo import run_demo
+
+    _out(SYNTHETIC_BANNER)
+    run_demo(args.out, say=_out)
     return 0
 
 
@@ -619,7 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_cmd_convert)
     _add_build_parser(dsub)
 
-    m = sub.add_parser("models", help="list registered models and their settings")
+    m = sub.add_parser(
+        "models", help="registered models, their settings and presets; every run's settings"
+    )
+    m.add_argument("name", nargs="?", help="one model: its whole description")
     m.set_defaults(func=_cmd_models)
 
     r = sub.add_parser("recommend", help="write top-k recommendations for many users")
@@ -632,6 +678,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_recommend)
+
+    dm = sub.add_parser(
+        "demo", help="train a small CRANE on the built-in synthetic data, serve it, ask it once"
+    )
+    dm.add_argument("--out", default="runs/demo", help="where the run goes (default runs/demo)")
+    dm.set_defaults(func=_cmd_demo)
 
     sv = sub.add_parser("serve", help="serve a run over HTTP (needs the serve extra)")
     sv.add_argument("run_dir")
@@ -688,7 +740,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        return args.func(args)
+        # a warning is said once per command, however many times the data is loaded (after
+        # any filter already set, so `-W error` and pytest's filters still win)
+        warnings.onceregistry.clear()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("once", append=True)
+            return args.func(args)
     except (ConfigError, DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
         if args.verbose:
             traceback.print_exc()
