@@ -8,9 +8,10 @@ import socket
 
 import pytest
 
-from cranerec.experiments.runner import plan_workers, register, run_experiment, status_text
+from cranerec.experiments.runner import register, run_experiment, status_text
 from cranerec.experiments.spec import parse_spec
 from cranerec.experiments.store import Store
+from cranerec.experiments.workers import plan_workers
 from cranerec.train.config import resolve_config
 from cranerec.train.run import train_run
 

@@ -9,19 +9,18 @@ import optuna
 import pytest
 
 from cranerec.config import ConfigError
-from cranerec.experiments.runner import start_workers, wait_for
 from cranerec.experiments.search import (
-    PAPER_GRID,
     Objective,
     _search_worker_main,
     best_trial,
     budget,
     load_trials,
-    search_space,
     storage_url,
 )
+from cranerec.experiments.space import PAPER_GRID, search_space
 from cranerec.experiments.spec import SearchSpec, parse_spec
 from cranerec.experiments.store import Store
+from cranerec.experiments.workers import start_workers, wait_for
 
 from .specs import tiny_spec
 

@@ -733,7 +733,7 @@ def _caps(ctx: Context) -> str:
     """The epoch caps of the spec's runs (and of its search's trials)."""
     configs = [r.config["train"] for r in ctx.rows]
     if ctx.spec.search is not None:
-        from cranerec.experiments.search import search_base_raw
+        from cranerec.experiments.spec import search_base_raw
         from cranerec.train.config import resolve_config
 
         configs.append(resolve_config(search_base_raw(ctx.spec)).to_dict()["train"])

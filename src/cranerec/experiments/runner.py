@@ -11,13 +11,10 @@ Then the spec's search, if any, runs with the same workers (``cranerec.experimen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
-import signal
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,38 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from cranerec.config import ConfigError, to_dict
-from cranerec.data.dataset import Dataset
 from cranerec.experiments.spec import ExperimentSpec, run_id, runs_of
 from cranerec.experiments.store import Store
-from cranerec.utils.env import usable_physical_cores
+from cranerec.experiments.workers import (
+    DataCache,
+    _data_key,
+    available_cores,
+    configure_child,
+    dataset_info,
+    place,
+    plan_workers,
+    start_workers,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 30.0
 
 
-def available_cores() -> int:
-    """The physical cores this process may run on (its CPU affinity where the OS tells it)."""
-    return usable_physical_cores()
-
-
-def plan_workers(workers: int, cores: int | None = None, max_threads: int = 0) -> tuple[int, int]:
-    """(workers, torch threads per worker) with workers x threads <= cores: at most one worker
-    per core, the cores shared evenly; ``max_threads`` (a run's ``train.threads``, 0 = no cap)
-    caps the threads."""
-    cores = max(1, cores or available_cores())
-    workers = max(1, min(workers, cores))
-    threads = max(1, cores // workers)
-    if max_threads:
-        threads = min(threads, max_threads)
-    return workers, threads
-
-
 # ---------------------------------------------------------------------------------- data
-
-
-def _data_key(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _data_signature(path: str) -> str:
@@ -66,35 +51,6 @@ def _data_signature(path: str) -> str:
         return path
     files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
     return json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
-
-
-def dataset_info(data: Dataset) -> dict[str, Any]:
-    """Sizes recorded with every run (the efficiency plot's x axis)."""
-    return {
-        "name": data.name,
-        "n_users": data.n_users,
-        "n_items": data.n_items,
-        "n_train": int(data.train.nnz),
-        "n_interactions": int(data.train.nnz + data.valid.nnz + data.test.nnz),
-        "modalities": {m: int(f.shape[1]) for m, f in data.features.items()},
-        "synthetic": bool(data.synthetic),
-    }
-
-
-class DataCache:
-    """Datasets loaded once per process, by data section."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, Dataset] = {}
-
-    def get(self, config) -> Dataset:
-        from cranerec.data.loaders import load_dataset
-
-        key = _data_key(to_dict(config))
-        if key not in self._data:
-            self._data.clear()  # one dataset at a time: runs are ordered by dataset
-            self._data[key] = load_dataset(config)
-        return self._data[key]
 
 
 def _fingerprint(store: Store, config, cache: DataCache) -> tuple[str, dict[str, Any]]:
@@ -226,15 +182,6 @@ def summarize_results(
     return out
 
 
-def place(config, threads: int, device: str | None = None) -> None:
-    """Set what this worker decides about a run, none of it part of the run's id: its torch
-    threads, no progress bar, and ``device`` when given (else the one its config names)."""
-    config.train.threads = threads
-    config.train.progress = False
-    if device is not None:
-        config.train.device = device
-
-
 def execute(
     store: Store,
     run_id_: str,
@@ -285,15 +232,8 @@ def execute(
 
 def _execute_isolated(store_root: str, run_id_: str, threads: int, device: str | None) -> None:
     """Process target of an isolated run (a fresh process: its peak memory is its own)."""
-    _configure_child(threads)
+    configure_child(threads)
     execute(Store(store_root), run_id_, threads, device=device)
-
-
-def _configure_child(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stop releases the claimed run
 
 
 # ---------------------------------------------------------------------------------- workers
@@ -348,57 +288,9 @@ def work(
 def _worker_main(
     store_root: str, spec_name: str, threads: int, isolate: bool, device: str | None = None
 ) -> None:
-    _configure_child(threads)
+    configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     work(Store(store_root), spec_name, threads, isolate, device=device)
-
-
-def start_workers(target, args_of, n: int, threads: int) -> list[mp.Process]:
-    """Start ``n`` spawned processes ``target(*args_of(i))`` with BLAS/OpenMP pools of
-    ``threads`` threads each."""
-    ctx = mp.get_context("spawn")
-    saved = {
-        k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    }
-    os.environ.update(dict.fromkeys(saved, str(threads)))
-    try:
-        procs = [ctx.Process(target=target, args=args_of(i), daemon=False) for i in range(n)]
-        for p in procs:
-            p.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return procs
-
-
-def wait_for(procs: list[mp.Process], poll=None, every_s: float = 1.0) -> None:
-    """Join ``procs``, calling ``poll()`` meanwhile; on an interrupt, stop them (SIGTERM: each
-    gives its run back) and re-raise."""
-    try:
-        while any(p.is_alive() for p in procs):
-            if poll is not None:
-                poll()
-            for p in procs:
-                p.join(timeout=every_s / max(len(procs), 1))
-    except BaseException:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join()
-        raise
-    if poll is not None:
-        poll()
-    for p in procs:
-        if p.exitcode:
-            log.warning(
-                "worker %s exited with code %s (its run, if any, resumes next time)",
-                p.pid,
-                p.exitcode,
-            )
 
 
 @dataclass

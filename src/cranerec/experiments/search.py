@@ -37,117 +37,29 @@ import re
 import socket
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cranerec.config import ConfigError, deep_merge
-from cranerec.experiments.spec import ExperimentSpec, SearchSpec, build_raw, nested, run_id
+from cranerec.experiments.space import (
+    Dimension,
+    grid_size,
+    is_grid,
+    search_space,
+)
+from cranerec.experiments.spec import (
+    ExperimentSpec,
+    SearchSpec,
+    nested,
+    run_id,
+    search_base_raw,
+)
 from cranerec.experiments.store import Store
 
 log = logging.getLogger(__name__)
 
 STORAGE_ENV = "CRANEREC_STORAGE"
 STUDIES_FILE = "studies.json"
-
-
-def _grid(start: float, stop: float, step: float) -> list[float]:
-    n = round((stop - start) / step)
-    return [round(start + i * step, 10) for i in range(n + 1)]
-
-
-#: Sec. 4.3.2 of the CRANE paper: learning rate, L2 lambda, temperature tau, contrastive beta.
-PAPER_GRID: dict[str, list[Any]] = {
-    "train.lr": [1e-3, 5e-4, 1e-4, 5e-5],
-    "model.reg_weight": [1e-3, 1e-4, 1e-5],
-    "model.temperature": _grid(0.1, 1.0, 0.1),
-    "model.cl_weight": _grid(0.1, 0.9, 0.1),
-}
-SPACES = {"paper_grid": PAPER_GRID}
-
-
-@dataclass
-class Dimension:
-    """One dimension of a search space: ``values`` (grid / categorical) or a range."""
-
-    values: list[Any] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-
-    def suggest(self, trial, name: str) -> Any:
-        if self.values is not None:
-            return trial.suggest_categorical(name, self.values)
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
-        if ints and (self.step is None or float(self.step).is_integer()):
-            return trial.suggest_int(
-                name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
-            )
-        return trial.suggest_float(
-            name, float(self.low), float(self.high), step=self.step, log=self.log
-        )
-
-
-def search_space(search: SearchSpec) -> dict[str, Dimension]:
-    """The space of a search section (a built-in name, or a mapping), validated."""
-    space = search.space
-    if isinstance(space, str):
-        if space not in SPACES:
-            raise ConfigError(
-                f"search.space: no built-in space {space!r}; built-in: {sorted(SPACES)}"
-            )
-        space = {k: {"values": v} for k, v in SPACES[space].items()}
-    if not isinstance(space, dict) or not space:
-        raise ConfigError(
-            "search.space: expected a built-in space name or a mapping key -> dimension"
-        )
-    out = {}
-    for key, dim in space.items():
-        where = f"search.space.{key}"
-        if not re.fullmatch(r"(model|train|eval|data)\.[A-Za-z0-9_]+", key):
-            raise ConfigError(
-                f"{where}: keys are dotted config keys such as train.lr or model.knn_k"
-            )
-        if isinstance(dim, list):
-            dim = {"values": dim}
-        if not isinstance(dim, dict):
-            raise ConfigError(f"{where}: expected {{values: [...]}} or {{low, high}}, got {dim!r}")
-        unknown = sorted(set(dim) - {"values", "low", "high", "log", "step"})
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {unknown}; valid: values, low, high, log, step"
-            )
-        if "values" in dim:
-            if set(dim) != {"values"} or not isinstance(dim["values"], list) or not dim["values"]:
-                raise ConfigError(f"{where}: values must be a non-empty list (and alone)")
-            out[key] = Dimension(values=list(dim["values"]))
-            continue
-        if "low" not in dim or "high" not in dim:
-            raise ConfigError(f"{where}: a range needs low and high")
-        low, high = dim["low"], dim["high"]
-        if (
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-            or low >= high
-        ):
-            raise ConfigError(f"{where}: low and high must be numbers with low < high")
-        if dim.get("log") and low <= 0:
-            raise ConfigError(f"{where}: a log range needs low > 0")
-        out[key] = Dimension(
-            low=low, high=high, log=bool(dim.get("log", False)), step=dim.get("step")
-        )
-    return out
-
-
-def is_grid(space: dict[str, Dimension]) -> bool:
-    return all(d.values is not None for d in space.values())
-
-
-def grid_size(space: dict[str, Dimension]) -> int:
-    n = 1
-    for d in space.values():
-        n *= len(d.values or [])
-    return n
 
 
 def sampler_kind(search: SearchSpec, space: dict[str, Dimension]) -> str:
@@ -166,12 +78,6 @@ def budget(search: SearchSpec, space: dict[str, Dimension]) -> int:
     if search.trials is None:
         raise ConfigError("search.trials: a TPE search needs a trial budget")
     return search.trials
-
-
-def search_base_raw(spec: ExperimentSpec) -> dict[str, Any]:
-    """The raw config every trial starts from (spec base < search overrides < data, seed)."""
-    s = spec.search
-    return build_raw(spec.base, s.model, s.preset, spec.datasets[s.dataset], s.seed, s.overrides)
 
 
 def study_name(spec: ExperimentSpec) -> str:
@@ -295,7 +201,7 @@ class Objective:
     def __init__(
         self, spec: ExperimentSpec, store: Store, threads: int, device: str | None = None
     ) -> None:
-        from cranerec.experiments.runner import DataCache
+        from cranerec.experiments.workers import DataCache
 
         self.spec, self.store, self.threads, self.device = spec, store, threads, device
         self.space = search_space(spec.search)
@@ -306,7 +212,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from cranerec.experiments.runner import dataset_info, place
+        from cranerec.experiments.workers import dataset_info, place
         from cranerec.train.config import resolve_config
         from cranerec.train.run import train_run
 
@@ -380,9 +286,9 @@ def _search_worker_main(
     worker: int,
     device: str | None = None,
 ) -> None:
-    from cranerec.experiments.runner import _configure_child
+    from cranerec.experiments.workers import configure_child
 
-    _configure_child(threads)
+    configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     search_worker(spec, Store(store_root), url, threads, worker, device)
 
@@ -399,7 +305,7 @@ def run_search(
     given, with ``threads`` torch threads each when given); returns trial counts by state."""
     import json
 
-    from cranerec.experiments.runner import plan_workers, start_workers, wait_for
+    from cranerec.experiments.workers import plan_workers, start_workers, wait_for
 
     url = storage_url(spec, store, storage)
     studies_path = store.root / STUDIES_FILE

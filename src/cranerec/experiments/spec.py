@@ -43,6 +43,7 @@ import yaml
 
 from cranerec.config import ConfigError, deep_merge, from_dict
 from cranerec.data.loaders import DataConfig
+from cranerec.experiments.space import search_space
 from cranerec.train.config import RESUME_FREE_KEYS, RunConfig, resolve_config
 
 #: Keys of a resolved config left out of the run id: they do not change results (the first
@@ -370,8 +371,6 @@ def _check_models_and_settings(spec: ExperimentSpec) -> None:
             )
         if spec.search.model not in MODELS:
             raise ConfigError(f"search.model {spec.search.model!r} is not a registered model")
-        from cranerec.experiments.search import search_base_raw, search_space
-
         space = search_space(spec.search)  # names a bad dimension
         raw = search_base_raw(spec)
         for key, dim in space.items():  # every dimension must be a valid setting
@@ -431,6 +430,12 @@ def build_raw(
     if preset:
         raw["preset"] = preset
     return raw
+
+
+def search_base_raw(spec: ExperimentSpec) -> dict[str, Any]:
+    """The raw config every trial starts from (spec base < search overrides < data, seed)."""
+    s = spec.search
+    return build_raw(spec.base, s.model, s.preset, spec.datasets[s.dataset], s.seed, s.overrides)
 
 
 def runs_of(spec: ExperimentSpec) -> list[RunSpec]:

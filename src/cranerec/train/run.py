@@ -25,7 +25,6 @@ from cranerec.config import ConfigError, deep_merge, from_dict, load_yaml, parse
 from cranerec.data.dataset import Dataset
 from cranerec.data.loaders import load_dataset
 from cranerec.eval.evaluator import Evaluator
-from cranerec.experiments.plots import plot_training_curve
 from cranerec.models import get_model_class
 from cranerec.train.config import (
     RunConfig,
@@ -35,6 +34,7 @@ from cranerec.train.config import (
     replace,
     resolve_config,
 )
+from cranerec.train.curve import plot_training_curve
 from cranerec.train.rundir import clean_temp_files, read_embeddings, read_results
 from cranerec.train.trainer import EpochCallback, Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb

@@ -1,4 +1,4 @@
-"""PNG plots of runs (matplotlib, headless)."""
+"""The training curve PNG of a run directory (matplotlib, headless): written by every run."""
 
 from __future__ import annotations
 
