@@ -288,7 +288,7 @@ def test_rca_rounds_change_only_the_refinement(tiny_data):
 
 
 def test_exclude_target_scores_the_positive_with_a_profile_that_leaves_it_out(tiny_data):
-    from cranerec.models.base import bpr_loss
+    from cranerec.nn.losses import bpr_loss
 
     model = _model(tiny_data, exclude_target=True, semantic_user="mean")
     model.train()

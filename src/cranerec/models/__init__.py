@@ -1,18 +1,9 @@
-"""Models, registered by name (``cranerec models`` lists them)."""
+"""Models, registered by name (``cranerec models`` lists them). Every module of this package is
+a model file, found by discovery (``registry.py``): adding a model is writing one file."""
 
-from cranerec.models import (  # noqa: F401  (registration side effect)
-    bm3,
-    bpr,
-    camgr,
-    crane,
-    crane_official,
-    freedom,
-    lattice,
-    lightgcn,
-    mmgcn,
-    pop,
-    vbpr,
-)
-from cranerec.models.base import MODELS, Batch, Recommender, get_model_class, register
+from cranerec.models.base import Batch, Model
+from cranerec.models.registry import MODELS, discover, get_model_class, register
 
-__all__ = ["MODELS", "Batch", "Recommender", "get_model_class", "register"]
+discover()
+
+__all__ = ["MODELS", "Batch", "Model", "discover", "get_model_class", "register"]

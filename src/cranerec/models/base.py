@@ -45,7 +45,7 @@ class Batch:
     neg_idx: torch.Tensor | None = None  # [B]
 
 
-class Recommender(nn.Module):
+class Model(nn.Module):
     """Base class of every model (see the module docstring for the contract)."""
 
     name: ClassVar[str] = ""
@@ -124,49 +124,7 @@ class Recommender(nn.Module):
     @classmethod
     def has_content_path(cls) -> bool:
         """Whether the model implements ``items_from_features`` (cold-start items)."""
-        return cls.items_from_features is not Recommender.items_from_features
-
-
-MODELS: dict[str, type[Recommender]] = {}
-
-
-def register(cls: type[Recommender]) -> type[Recommender]:
-    """Class decorator: make a model available by its ``name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no registry name")
-    if cls.name in MODELS and MODELS[cls.name] is not cls:
-        raise ValueError(
-            f"model name {cls.name!r} is already registered by {MODELS[cls.name].__name__}"
-        )
-    MODELS[cls.name] = cls
-    return cls
-
-
-def get_model_class(name: str) -> type[Recommender]:
-    """The model class registered as ``name``; a clear error listing the valid names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}"
-        ) from None
-
-
-def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
-    """Mean BPR loss: -log sigmoid(s_pos - s_neg), computed stably with softplus."""
-    return nn.functional.softplus(neg_scores - pos_scores).mean()
-
-
-def l2_batch(*embeddings: torch.Tensor) -> torch.Tensor:
-    """L2 on a batch's embeddings: 0.5 * sum of squared entries / batch size (the LightGCN
-    paper's form), so the weight keeps its meaning across batch sizes."""
-    return 0.5 * sum(e.pow(2).sum() for e in embeddings) / embeddings[0].shape[0]
-
-
-def frobenius_reg(*embeddings: torch.Tensor) -> torch.Tensor:
-    """MMRec's ``EmbLoss``: the sum of the tensors' Frobenius norms (not squared) divided by the
-    number of rows of the LAST tensor (the batch size when all are batch rows)."""
-    return sum(torch.linalg.matrix_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+        return cls.items_from_features is not Model.items_from_features
 
 
 def attach_item_features(

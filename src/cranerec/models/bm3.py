@@ -56,14 +56,14 @@ from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
 from cranerec.models.base import (
     Batch,
-    Recommender,
+    Model,
     attach_item_features,
     feature_projections,
-    frobenius_reg,
     item_features,
-    register,
     xavier_embedding,
 )
+from cranerec.models.registry import register
+from cranerec.nn.losses import frobenius_reg
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _preset(n_layers: int, dropout: float, reg_weight: float) -> dict:
 
 
 @register
-class BM3(Recommender):
+class BM3(Model):
     """Self-supervised: online views predict dropout-perturbed, gradient-stopped targets."""
 
     name = "bm3"

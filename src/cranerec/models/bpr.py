@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from cranerec.data.dataset import Dataset
-from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.models.base import Batch, Model, xavier_embedding
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss, l2_batch
 
 
 @dataclass
@@ -19,7 +21,7 @@ class BPRConfig:
 
 
 @register
-class BPR(Recommender):
+class BPR(Model):
     """Matrix factorisation trained with BPR: y_ui = e_u . e_i.
 
     Loss per batch of triples (u, i, j):

@@ -66,10 +66,12 @@ from cranerec.graph import (
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.freedom import MMREC_TRAIN
+from cranerec.models.registry import register
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
 from cranerec.nn.gat import ACTIVATIONS as GAT_ACTIVATIONS
+from cranerec.nn.losses import bpr_loss, l2_batch
 
 
 @dataclass
@@ -168,7 +170,7 @@ class CommonDistinctAttention(nn.Module):
 
 
 @register
-class CAmgr(Recommender):
+class CAmgr(Model):
     """CAmgr: GAT ID embeddings plus purified modality views fused by common/distinct
     cross-attention (see the module docstring and docs/camgr.md)."""
 

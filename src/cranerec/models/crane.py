@@ -62,16 +62,15 @@ from cranerec.graph import (
 )
 from cranerec.models.base import (
     Batch,
-    Recommender,
+    Model,
     attach_ui_graph,
-    bpr_loss,
     feature_projections,
-    l2_batch,
-    register,
     set_kept_edges,
     xavier_embedding,
 )
+from cranerec.models.registry import register
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
+from cranerec.nn.losses import bpr_loss, l2_batch
 
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
@@ -130,7 +129,7 @@ class CRANEConfig:
 
 
 @register
-class CRANE(Recommender):
+class CRANE(Model):
     """CRANE (paper-faithful): dual user-item / item-item graphs over RCA-refined modalities.
 
     Shapes: ``forward() -> ([n_users, d], [n_items, d])``; RCA runs over n_users + n_items

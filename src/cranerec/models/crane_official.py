@@ -50,13 +50,15 @@ import torch
 from torch import nn
 
 from cranerec.data.dataset import Dataset
-from cranerec.models.base import Batch, bpr_loss, register
+from cranerec.models.base import Batch
 from cranerec.models.freedom import (
     FREEDOM_POINT,
     MMREC_TRAIN,
     FrozenGraphConfig,
     FrozenGraphRecommender,
 )
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss
 
 
 @dataclass

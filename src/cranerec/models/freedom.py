@@ -84,17 +84,17 @@ from cranerec.graph import (
 )
 from cranerec.models.base import (
     Batch,
-    Recommender,
+    Model,
     attach_item_features,
     attach_ui_graph,
-    bpr_loss,
     feature_projections,
     image_first,
     item_features,
-    register,
     set_kept_edges,
     xavier_embedding,
 )
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss
 
 
 @dataclass
@@ -160,7 +160,7 @@ FREEDOM_POINT = {
 }  # fmt: skip
 
 
-class FrozenGraphRecommender(Recommender):
+class FrozenGraphRecommender(Model):
     """FREEDOM's two graphs, shared by FREEDOM and ``crane_official`` (not registered).
 
     Subclasses choose what goes through the frozen item graph (``item_graph_input``; for

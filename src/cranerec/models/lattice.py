@@ -104,17 +104,16 @@ from cranerec.graph import (
 )
 from cranerec.models.base import (
     Batch,
-    Recommender,
+    Model,
     attach_item_features,
-    bpr_loss,
     feature_projections,
     image_first,
     item_features,
-    l2_batch,
-    register,
     xavier_embedding,
 )
 from cranerec.models.freedom import MMREC_TRAIN
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss, l2_batch
 
 
 @dataclass
@@ -162,7 +161,7 @@ def _csr(adj: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class LATTICE(Recommender):
+class LATTICE(Model):
     """LATTICE: LightGCN plus the item ID table through a mixture of fixed kNN item graphs and
     kNN graphs learned from projected features, rebuilt on each epoch's first step."""
 

@@ -8,7 +8,9 @@ import torch
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
-from cranerec.models.base import Batch, Recommender, bpr_loss, l2_batch, register, xavier_embedding
+from cranerec.models.base import Batch, Model, xavier_embedding
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss, l2_batch
 
 
 @dataclass
@@ -27,7 +29,7 @@ class LightGCNConfig:
 
 
 @register
-class LightGCN(Recommender):
+class LightGCN(Model):
     """Linear propagation over the normalised user-item graph; scores are inner products.
 
     E^(k+1) = D^{-1/2} A D^{-1/2} E^(k) on the training graph; final E = mean_k E^(k),

@@ -57,7 +57,9 @@ from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, sparse_mm, to_torch_sparse
-from cranerec.models.base import Batch, Recommender, bpr_loss, register
+from cranerec.models.base import Batch, Model
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss
 
 
 @dataclass
@@ -153,7 +155,7 @@ class ModalityGCN(nn.Module):
 
 
 @register
-class MMGCN(Recommender):
+class MMGCN(Model):
     """Per-modality graph networks over the user-item graph, fused by their mean."""
 
     name = "mmgcn"

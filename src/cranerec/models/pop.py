@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from cranerec.data.dataset import Dataset
-from cranerec.models.base import Recommender, register
+from cranerec.models.base import Model
+from cranerec.models.registry import register
 
 
 @dataclass
@@ -17,7 +18,7 @@ class PopConfig:
 
 
 @register
-class Pop(Recommender):
+class Pop(Model):
     """Most popular: score(u, i) = training interactions of item i, the same for every user.
 
     Exported as ``user_emb`` = ones [n_users, 1], ``item_emb`` = counts [n_items, 1]. Not trained.

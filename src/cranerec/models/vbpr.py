@@ -44,14 +44,9 @@ import torch
 from torch import nn
 
 from cranerec.data.dataset import Dataset
-from cranerec.models.base import (
-    Batch,
-    Recommender,
-    bpr_loss,
-    frobenius_reg,
-    register,
-    xavier_embedding,
-)
+from cranerec.models.base import Batch, Model, xavier_embedding
+from cranerec.models.registry import register
+from cranerec.nn.losses import bpr_loss, frobenius_reg
 
 
 @dataclass
@@ -77,7 +72,7 @@ REFERENCE = {
 
 
 @register
-class VBPR(Recommender):
+class VBPR(Model):
     """Inner product of [gamma_u ; theta_u] and [gamma_i ; E f_i + b] (see the module docstring)."""
 
     name = "vbpr"

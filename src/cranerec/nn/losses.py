@@ -1,4 +1,4 @@
-"""Losses shared by models."""
+"""Every loss the models use: BPR, the L2 forms, InfoNCE (one place, one definition each)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,20 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -
     p = F.normalize(positive, dim=1)
     logits = a @ p.T / temperature  # [B, B]
     return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """Mean BPR loss: -log sigmoid(s_pos - s_neg), computed stably with softplus."""
+    return F.softplus(neg_scores - pos_scores).mean()
+
+
+def l2_batch(*embeddings: torch.Tensor) -> torch.Tensor:
+    """L2 on a batch's embeddings: 0.5 * sum of squared entries / batch size (the LightGCN
+    paper's form), so the weight keeps its meaning across batch sizes."""
+    return 0.5 * sum(e.pow(2).sum() for e in embeddings) / embeddings[0].shape[0]
+
+
+def frobenius_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    """MMRec's ``EmbLoss``: the sum of the tensors' Frobenius norms (not squared) divided by the
+    number of rows of the LAST tensor (the batch size when all are batch rows)."""
+    return sum(torch.linalg.matrix_norm(e) for e in embeddings) / embeddings[-1].shape[0]

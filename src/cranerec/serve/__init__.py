@@ -3,6 +3,9 @@
 
 from cranerec.serve.index import INDEX_KINDS, VectorIndex, recall_at_k
 from cranerec.serve.recommender import (
+    COLD_CALIBRATIONS,
+    ColdOptions,
+    ItemExistsError,
     RankedItems,
     Recommender,
     RequestError,
@@ -11,7 +14,10 @@ from cranerec.serve.recommender import (
 )
 
 __all__ = [
+    "COLD_CALIBRATIONS",
     "INDEX_KINDS",
+    "ColdOptions",
+    "ItemExistsError",
     "RankedItems",
     "Recommender",
     "RequestError",

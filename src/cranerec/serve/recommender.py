@@ -43,7 +43,7 @@ from cranerec.data.dataset import SPLITS, Dataset
 from cranerec.data.loaders import FEAT_SUFFIX
 from cranerec.features.provenance import ITEM_IDS_FILE, read_item_ids
 from cranerec.models import get_model_class
-from cranerec.models.base import Recommender as Model
+from cranerec.models.base import Model
 from cranerec.serve.index import VectorIndex
 from cranerec.train.config import RunConfig
 from cranerec.train.run import (
@@ -213,6 +213,134 @@ def _check_k(k: object) -> int:
     return int(k)
 
 
+#: How a query puts the cold-start items' scores next to the trained items' (see
+#: ``ColdOptions``).
+COLD_CALIBRATIONS = ("none", "global")
+
+
+@dataclass(frozen=True)
+class ColdOptions:
+    """How a query treats cold-start items (``add_items``) in an all-items ranking.
+
+    ``calibration``: ``none`` (default: the model's raw scores, with which the graph models
+    rarely put a cold item into a top-20) or ``global``: each cold item's score ``s`` becomes
+    ``a * s + b`` with one ``a > 0`` and ``b`` for all of them, chosen so that the scores of
+    (training user, cold item) pairs have the mean and standard deviation of the scores of
+    (training user, trained item) pairs (computed from the vectors' first and second moments;
+    the order among cold items does not change). Answers then carry the calibrated scores.
+    ``slots``: up to this many of the k places go to the best cold items (by the score they
+    are ranked by) when fewer made the list on their score; the lowest trained items give
+    way. ``min_z``: a cold item takes a reserved slot only if its score is at least the
+    query's mean score over the trained items plus ``min_z`` standard deviations (None: no
+    bar). Measured in ``docs/serving.md`` (``benchmarks/cold_start.py``)."""
+
+    slots: int = 0
+    calibration: str = "none"
+    min_z: float | None = None
+
+    @classmethod
+    def of(cls, slots: object, calibration: object, min_z: object) -> ColdOptions:
+        """Checked options (``RequestError`` naming the bad one)."""
+        if isinstance(slots, bool) or not isinstance(slots, int | np.integer) or slots < 0:
+            raise RequestError(f"cold_slots must be an integer >= 0, got {slots!r}")
+        if calibration not in COLD_CALIBRATIONS:
+            raise RequestError(
+                f"cold_calibration must be one of {list(COLD_CALIBRATIONS)}, got {calibration!r}"
+            )
+        if min_z is not None and (
+            isinstance(min_z, bool)
+            or not isinstance(min_z, int | float | np.number)
+            or not np.isfinite(min_z)
+        ):
+            raise RequestError(f"cold_min_z must be a finite number or None, got {min_z!r}")
+        return cls(int(slots), str(calibration), None if min_z is None else float(min_z))
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """What the cold options need, from the vectors' moments: the affine map ``scale * s +
+    shift`` of a cold item's score (``global``), and the trained items' mean vector and
+    covariance (a query's mean and spread of scores over them, for ``min_z``)."""
+
+    scale: float
+    shift: float
+    warm_mean: np.ndarray  # [d] float64
+    warm_cov: np.ndarray  # [d, d] float64
+
+
+def _moments(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[d]`` and second moment ``E[x x^T]`` ``[d, d]`` of the rows, in float64."""
+    d = x.shape[1]
+    total, outer = np.zeros(d), np.zeros((d, d))
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].astype(np.float64)
+        total += part.sum(axis=0)
+        outer += part.T @ part
+    n = max(len(x), 1)
+    return total / n, outer / n
+
+
+def _score_moments(
+    mu_u: np.ndarray, m_u: np.ndarray, mu_i: np.ndarray, m_i: np.ndarray
+) -> tuple[float, float]:
+    """Mean and standard deviation of ``<u, v>`` over every (user, item) pair: ``E[s] =
+    mu_u . mu_i`` and ``E[s^2] = tr(E[u u^T] E[v v^T])`` (users and items independent)."""
+    mean = float(mu_u @ mu_i)
+    return mean, float(np.sqrt(max(float(np.sum(m_u * m_i)) - mean**2, 0.0)))
+
+
+def _merge(scores: np.ndarray, idx: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``width`` best entries by (score descending, index ascending); padding
+    (index -1) last and padded out to ``width``."""
+    b, n = scores.shape
+    key = np.where(idx >= 0, scores, -np.inf)
+    tie = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
+    order = np.lexsort((tie, -key), axis=1)[:, :width]  # [B, min(n, width)]
+    out_s = np.full((b, width), -np.inf, np.float32)
+    out_i = np.full((b, width), -1, np.int64)
+    out_s[:, : order.shape[1]] = np.take_along_axis(key, order, axis=1)
+    out_i[:, : order.shape[1]] = np.take_along_axis(idx, order, axis=1)
+    return out_s, out_i
+
+
+def _reserve(
+    scores: np.ndarray,
+    idx: np.ndarray,
+    cold_scores: np.ndarray,
+    cold_idx: np.ndarray,
+    slots: int,
+    bar: np.ndarray | None,
+    n_warm: int,
+) -> None:
+    """In place: where a row holds fewer than ``slots`` cold items (index >= ``n_warm``), the
+    next best cold items of ``cold_idx`` (those scoring at least ``bar``) take the place of
+    padding, then of the lowest trained items; the row is ordered again."""
+    for r in range(scores.shape[0]):
+        listed = idx[r][idx[r] >= n_warm]
+        need = slots - len(listed)
+        if need <= 0:
+            continue
+        fresh = (cold_idx[r] >= 0) & ~np.isin(cold_idx[r], listed)
+        if bar is not None:
+            fresh &= cold_scores[r] >= bar[r]
+        add_s, add_i = cold_scores[r][fresh][:need], cold_idx[r][fresh][:need]
+        if not len(add_i):
+            continue
+        valid = idx[r] >= 0
+        warm_pos = np.flatnonzero(valid & (idx[r] < n_warm))
+        drop = max(0, len(add_i) - int((~valid).sum()))  # padding goes first
+        keep = valid.copy()
+        if drop:
+            keep[warm_pos[-drop:]] = False
+        row_s = np.concatenate([scores[r][keep], add_s])
+        row_i = np.concatenate([idx[r][keep], add_i])
+        order = np.lexsort((row_i, -row_s))
+        scores[r, :] = -np.inf
+        idx[r, :] = -1
+        scores[r, : len(order)] = row_s[order]
+        idx[r, : len(order)] = row_i[order]
+
+
 class Recommender:
     """A trained run ready to answer: ``recommend``, ``similar_items``,
     ``recommend_for_items`` (new users) and ``add_items`` (cold-start items).
@@ -263,7 +391,11 @@ class Recommender:
         self._adding = threading.RLock()
         self._user_index = {u: i for i, u in enumerate(user_ids.tolist())}
         self._item_index = {t: i for i, t in enumerate(item_ids.tolist())}
-        self.index = VectorIndex(item_emb, index, **self._index_options)
+        self.index = VectorIndex(item_emb, index, **self._index_options)  # the trained items
+        # Cold-start items (add_items) are searched exactly in an index of their own, so that a
+        # query can rank them on a calibrated scale or reserve slots for them (_search).
+        self._cold_index: VectorIndex | None = None
+        self._calibration: _Calibration | None = None  # computed on first use, reset by adds
         self._cosine: VectorIndex | None = None  # built on first similar_items
 
     # ---------------------------------------------------------------- loading
@@ -430,6 +562,10 @@ class Recommender:
         exclude_seen: bool = True,
         items: Iterable[RawId] | None = None,
         user_items: Iterable[RawId] | Sequence[Iterable[RawId]] | None = None,
+        *,
+        cold_slots: int = 0,
+        cold_calibration: str = "none",
+        cold_min_z: float | None = None,
     ) -> RankedItems | list[RankedItems]:
         """Top-``k`` items for each user, best first.
 
@@ -439,9 +575,14 @@ class Recommender:
         well (a user's history the run does not have, as implicit's ``user_items``): a list
         for one user id, a list of lists (one per user id) for a list. ``items``: restrict
         the candidates to these raw item ids. A list may be shorter than k when fewer items
-        remain. Unknown ids raise ``UnknownIdError`` naming them."""
+        remain. Unknown ids raise ``UnknownIdError`` naming them.
+
+        ``cold_slots``, ``cold_calibration``, ``cold_min_z``: how cold-start items
+        (``add_items``) compete with the trained ones (``ColdOptions``; the defaults rank them
+        by the model's raw scores)."""
         single, ids = _as_ids(user_ids, "user")
         k = _check_k(k)
+        cold = ColdOptions.of(cold_slots, cold_calibration, cold_min_z)
         held = _per_user_items(user_items, single, len(ids))
         if exclude_seen and self._seen is None:
             raise RequestError(
@@ -464,9 +605,7 @@ class Recommender:
                     parts = [self._seen_items(u)] if exclude_seen else []
                     parts += [extra[j]] if extra else []
                     exclude.append(parts[0] if len(parts) == 1 else np.union1d(*parts))
-            scores, idx = self.index.search(
-                self.user_emb[users], min(k, self.n_items), exclude, candidates
-            )
+            scores, idx = self._search(self.user_emb[users], k, exclude, candidates, cold)
             out = [self._ranked(q, s, i) for q, s, i in zip(ids, scores, idx, strict=True)]
         return out[0] if single else out
 
@@ -489,13 +628,22 @@ class Recommender:
         return out[0] if single else out
 
     def recommend_for_items(
-        self, item_ids: Iterable[RawId], k: int = 20, exclude_seen: bool = True
+        self,
+        item_ids: Iterable[RawId],
+        k: int = 20,
+        exclude_seen: bool = True,
+        *,
+        cold_slots: int = 0,
+        cold_calibration: str = "none",
+        cold_min_z: float | None = None,
     ) -> RankedItems:
         """Top-``k`` items for a new user who holds ``item_ids``, without retraining: the user's
         vector is the model's ``user_from_items`` of those items' vectors (by default their
-        normalised sum). ``exclude_seen`` leaves the given items out."""
+        normalised sum). ``exclude_seen`` leaves the given items out. The ``cold_*`` options
+        as ``recommend``'s."""
         _, ids = _as_ids(item_ids, "item")
         k = _check_k(k)
+        cold = ColdOptions.of(cold_slots, cold_calibration, cold_min_z)
         if not ids:
             raise RequestError("recommend_for_items needs at least one item id")
         with self._lock.read():
@@ -504,7 +652,7 @@ class Recommender:
             user = self.model_class.user_from_items(held, self.config.model)
             query = user.detach().float().cpu().numpy().reshape(1, -1)
             exclude = [np.unique(items)] if exclude_seen else None
-            scores, idx = self.index.search(query, min(k, self.n_items), exclude)
+            scores, idx = self._search(query, k, exclude, None, cold)
             return self._ranked(None, scores[0], idx[0])
 
     # ---------------------------------------------------------------- cold-start items
@@ -540,12 +688,15 @@ class Recommender:
         self.item_emb = np.concatenate([self.item_emb, vectors])
         self.item_ids = np.concatenate([self.item_ids, np.asarray(ids, dtype=str)])
         self._item_index.update({t: start + j for j, t in enumerate(ids)})
-        self.index.add(vectors)
+        if self._cold_index is None:
+            self._cold_index = VectorIndex(vectors, "flat")
+        else:
+            self._cold_index.add(vectors)
         if self._cosine is not None:
             unit = _unit_rows(vectors)
             self._cosine[0].add(unit)
             self._cosine = (self._cosine[0], np.concatenate([self._cosine[1], unit]))
-        self._cold = None  # the cold items' calibrated index: rebuilt on next use
+        self._calibration = None  # the cold items changed: computed again on next use
 
     def add_items_from_dir(self, path: str | Path) -> list[str]:
         """Add the items of a feature folder as cold-start items; returns their ids.
@@ -684,6 +835,82 @@ class Recommender:
                     f"{file}: modality {modality!r} was encoded with another {what} ({a!r}) "
                     f"than the training features ({b!r}, {folder}): rebuild it the same way"
                 )
+
+    # ---------------------------------------------------------------- search
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: Sequence[np.ndarray] | None,
+        candidates: np.ndarray | None,
+        cold: ColdOptions,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, idx)`` ``[B, min(k, n_items)]`` over the trained and the cold-start items
+        (padded with ``-inf`` / ``-1``), best first by (score, then index).
+
+        The two are searched apart (the cold items exactly) and merged: with the default
+        options, the top-k of the union, as one index over every item would give it. With
+        ``cold.calibration`` the cold items' scores are calibrated first; with
+        ``cold.slots`` the lowest trained items give way to the best cold ones."""
+        n_warm, cold_index = self.n_trained_items, self._cold_index
+        if cold_index is None:
+            return self.index.search(queries, min(k, n_warm), exclude, candidates)
+        b = queries.shape[0]
+        ex_w = ex_c = cand_w = cand_c = None
+        if exclude is not None:
+            ex_w = [e[e < n_warm] for e in exclude]
+            ex_c = [e[e >= n_warm] - n_warm for e in exclude]
+        if candidates is not None:
+            cand_w = candidates[candidates < n_warm]
+            cand_c = candidates[candidates >= n_warm] - n_warm
+        empty = (np.full((b, 0), -np.inf, np.float32), np.full((b, 0), -1, np.int64))
+        warm = (
+            self.index.search(queries, min(k, n_warm), ex_w, cand_w)
+            if cand_w is None or len(cand_w)
+            else empty
+        )
+        cs, ci = empty
+        if cand_c is None or len(cand_c):
+            cs, ci = cold_index.search(queries, min(k, cold_index.n_items), ex_c, cand_c)
+            found = ci >= 0
+            ci = np.where(found, ci + n_warm, -1)
+            if cold.calibration == "global":
+                cal = self._cold_calibration()
+                # scale > 0: the order among the cold items does not change
+                cs = np.where(found, cal.scale * cs.astype(np.float64) + cal.shift, -np.inf)
+                cs = cs.astype(np.float32)
+        width = min(k, self.n_items)
+        scores, idx = _merge(np.hstack([warm[0], cs]), np.hstack([warm[1], ci]), width)
+        if cold.slots:
+            bar = None
+            if cold.min_z is not None:
+                cal = self._cold_calibration()
+                q = queries.astype(np.float64)
+                spread = np.sqrt(np.maximum(np.einsum("bi,ij,bj->b", q, cal.warm_cov, q), 0))
+                bar = q @ cal.warm_mean + cold.min_z * spread  # [B]
+            _reserve(scores, idx, cs, ci, min(cold.slots, width), bar, n_warm)
+        return scores, idx
+
+    def _cold_calibration(self) -> _Calibration:
+        """The calibration of the cold items served now (computed once per set of them; the
+        caller holds the read lock, so no add runs meanwhile)."""
+        cal = self._calibration
+        if cal is None:
+            mu_u, m_u = _moments(self.user_emb)
+            mu_w, m_w = _moments(self.item_emb[: self.n_trained_items])
+            mu_c, m_c = _moments(self.item_emb[self.n_trained_items :])
+            mean_w, std_w = _score_moments(mu_u, m_u, mu_w, m_w)
+            mean_c, std_c = _score_moments(mu_u, m_u, mu_c, m_c)
+            scale = std_w / std_c if std_w > 0 and std_c > 0 else 1.0
+            cal = _Calibration(
+                scale=scale,
+                shift=mean_w - scale * mean_c,
+                warm_mean=mu_w,
+                warm_cov=m_w - np.outer(mu_w, mu_w),
+            )
+            self._calibration = cal
+        return cal
 
     # ---------------------------------------------------------------- internals
 

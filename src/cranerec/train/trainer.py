@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from cranerec.data.dataset import Dataset
 from cranerec.eval.evaluator import Evaluator
-from cranerec.models.base import Recommender
+from cranerec.models.base import Model
 from cranerec.train.config import RunConfig
 from cranerec.train.rundir import RunFileError, load_checkpoint, read_metrics
 from cranerec.train.sampler import InteractionSampler
@@ -90,7 +90,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Recommender,
+        model: Model,
         dataset: Dataset,
         config: RunConfig,
         evaluator: Evaluator,
