@@ -144,7 +144,7 @@ def compare(dump_path: str, data: str, atol: float) -> int:
 
     from cranerec.models.base import Batch, set_kept_edges
     from cranerec.models.crane_official import CRANEOfficial, CRANEOfficialConfig
-    from cranerec.models.freedom import FREEDOM_POINT
+    from cranerec.models.frozen_graph import FREEDOM_POINT
 
     dataset = load_or_skip(data)
     if dataset is None:

@@ -12,7 +12,8 @@ from torch import nn
 from cranerec.config import from_dict
 from cranerec.models.base import Batch
 from cranerec.models.crane_official import CRANEOfficial, CRANEOfficialConfig
-from cranerec.models.freedom import FREEDOM, FREEDOMConfig, FrozenGraphRecommender
+from cranerec.models.freedom import FREEDOM, FREEDOMConfig
+from cranerec.models.frozen_graph import FrozenGraphModel
 from cranerec.nn import RecursiveCrossModalAttention
 from cranerec.train.config import resolve_config
 
@@ -40,8 +41,8 @@ def _stacked(model):
 
 
 def test_shares_freedoms_graphs(tiny_data):
-    assert issubclass(CRANEOfficial, FrozenGraphRecommender)
-    assert issubclass(FREEDOM, FrozenGraphRecommender)
+    assert issubclass(CRANEOfficial, FrozenGraphModel)
+    assert issubclass(FREEDOM, FrozenGraphModel)
     ours = _model(tiny_data).train()
     torch.manual_seed(0)
     freedom = FREEDOM(tiny_data, from_dict(FREEDOMConfig, {})).train()

@@ -11,7 +11,8 @@ import torch
 
 from cranerec.config import from_dict
 from cranerec.models.base import Batch
-from cranerec.models.freedom import FREEDOM, FREEDOMConfig, modality_weights
+from cranerec.models.freedom import FREEDOM, FREEDOMConfig
+from cranerec.models.frozen_graph import modality_weights
 from cranerec.train.config import resolve_config
 
 

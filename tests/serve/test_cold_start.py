@@ -13,7 +13,7 @@ import torch
 from cranerec.graph import knn_graph
 from cranerec.models import MODELS
 from cranerec.models.crane import CRANE, CRANEConfig
-from cranerec.models.freedom import modality_weights
+from cranerec.models.frozen_graph import modality_weights
 from cranerec.serve import Recommender, ServeError
 
 #: The models with a content path; adding cold-start items to a model adds its name here.

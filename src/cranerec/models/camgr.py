@@ -67,7 +67,7 @@ from cranerec.graph import (
     to_torch_sparse,
 )
 from cranerec.models.base import Batch, Model, xavier_embedding
-from cranerec.models.freedom import MMREC_TRAIN
+from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
 from cranerec.nn.gat import ACTIVATIONS as GAT_ACTIVATIONS

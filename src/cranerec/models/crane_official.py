@@ -20,7 +20,7 @@ What the code computes (FREEDOM's graphs, reused from ``cranerec.models.freedom`
     h     = S^{n_mm_layers} f                (the fused features, not the item ID table, go
                                               through the item graph)
     user  = E_u (LightGCN, no multimodal part);  item = E_i + h;  score = user . item
-Cold-start items (serving): FREEDOM's rule with h^(0) = f (``FrozenGraphRecommender.
+Cold-start items (serving): FREEDOM's rule with h^(0) = f (``FrozenGraphModel.
 items_from_features``): the new item's f from its features over the trained items' attention
 keys and values, then its own row in S.
 Loss: BPR only (no modality terms, no contrastive term, no L2; the code's ``reg_weight`` is
@@ -51,12 +51,8 @@ from torch import nn
 
 from cranerec.data.dataset import Dataset
 from cranerec.models.base import Batch
-from cranerec.models.freedom import (
-    FREEDOM_POINT,
-    MMREC_TRAIN,
-    FrozenGraphConfig,
-    FrozenGraphRecommender,
-)
+from cranerec.models.frozen_graph import FREEDOM_POINT, FrozenGraphConfig, FrozenGraphModel
+from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss
 
@@ -78,7 +74,7 @@ class CRANEOfficialConfig(FrozenGraphConfig):
 
 
 @register
-class CRANEOfficial(FrozenGraphRecommender):
+class CRANEOfficial(FrozenGraphModel):
     """The CRANE authors' published code: FREEDOM plus attention across items, per modality."""
 
     name = "crane_official"

@@ -111,7 +111,7 @@ from cranerec.models.base import (
     item_features,
     xavier_embedding,
 )
-from cranerec.models.freedom import MMREC_TRAIN
+from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss, l2_batch
 

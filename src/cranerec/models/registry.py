@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MODEL_PATH_ENV = "CRANEREC_MODEL_PATH"
 #: Modules of the package that hold shared parts, not models (imported by the models that use
 #: them; listed so discovery does not import them for nothing).
-NOT_MODELS = {"base", "registry"}
+NOT_MODELS = {"base", "registry", "frozen_graph", "presets"}
 
 MODELS: dict[str, type[Model]] = {}
 
