@@ -119,12 +119,14 @@ def _batched(
 #: Served options (``Recommender.recommend`` keyword arguments), today's default first.
 OPTIONS = {
     "raw scores (default)": {},
-    "cold_calibration=global": {"cold_calibration": "global"},
-    "cold_slots=1": {"cold_slots": 1},
+    "cold_slots=1 (cold_min_z=1, the default bar)": {"cold_slots": 1},
     "cold_slots=2": {"cold_slots": 2},
     "cold_slots=3": {"cold_slots": 3},
-    "cold_slots=1, cold_min_z=1": {"cold_slots": 1, "cold_min_z": 1.0},
-    "cold_slots=2, cold_min_z=1": {"cold_slots": 2, "cold_min_z": 1.0},
+    "cold_slots=1, cold_min_z=0": {"cold_slots": 1, "cold_min_z": 0.0},
+    "cold_slots=1, cold_min_z=2": {"cold_slots": 1, "cold_min_z": 2.0},
+    "cold_slots=1, no bar": {"cold_slots": 1, "cold_min_z": None},
+    "cold_slots=2, no bar": {"cold_slots": 2, "cold_min_z": None},
+    "cold_slots=3, no bar": {"cold_slots": 3, "cold_min_z": None},
 }
 
 
@@ -144,6 +146,15 @@ def _alternatives(rec: Recommender) -> dict:
         second += (s**2).sum(axis=0)
     mean = first / len(u)
     std = np.sqrt(np.maximum(second / len(u) - mean**2, 1e-24))
+    # over (user, item) pairs: one affine map takes the cold pairs' mean/std to the warm ones'
+    pair = [(mean[part].mean(), np.sqrt(second[part].mean() / len(u) - mean[part].mean() ** 2))
+            for part in (slice(None, n), slice(n, None))]  # fmt: skip
+    scale = pair[0][1] / pair[1][1]
+    shift = pair[0][0] - scale * pair[1][0]
+
+    def global_affine(rows, s):
+        s[:, n:] = scale * s[:, n:] + shift
+        return s
 
     def norm(rows, s):  # cold vectors scaled to the trained items' mean length
         s[:, n:] *= warm_norm / cold_norm
@@ -160,8 +171,8 @@ def _alternatives(rec: Recommender) -> dict:
         ) + w.mean(1, keepdims=True)
         return s
 
-    return {"vectors scaled to the mean norm": norm, "per-item z-score": item_z,
-            "per-user z-score": user_z}  # fmt: skip
+    return {"global affine calibration": global_affine, "vectors scaled to the mean norm": norm,
+            "per-item z-score": item_z, "per-user z-score": user_z}  # fmt: skip
 
 
 def _dense_lists(rec: Recommender, rows: np.ndarray, train, calibrate) -> list[np.ndarray]:

@@ -22,7 +22,7 @@ from .specs import TINY_DATA, tiny_spec
 def figures(monkeypatch):
     """The matplotlib figures the report draws, instead of their PNGs."""
     drawn = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(report.figures, "_save", lambda fig, path: drawn.append(fig) or path)
     return drawn
 
 

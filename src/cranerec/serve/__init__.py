@@ -3,7 +3,7 @@
 
 from cranerec.serve.index import INDEX_KINDS, VectorIndex, recall_at_k
 from cranerec.serve.recommender import (
-    COLD_CALIBRATIONS,
+    DEFAULT_COLD_MIN_Z,
     ColdOptions,
     ItemExistsError,
     RankedItems,
@@ -14,7 +14,7 @@ from cranerec.serve.recommender import (
 )
 
 __all__ = [
-    "COLD_CALIBRATIONS",
+    "DEFAULT_COLD_MIN_Z",
     "INDEX_KINDS",
     "ColdOptions",
     "ItemExistsError",

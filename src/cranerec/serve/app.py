@@ -69,6 +69,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cranerec
 from cranerec.serve.recommender import (
+    DEFAULT_COLD_MIN_Z,
+    ItemExistsError,
     RankedItems,
     Recommender,
     RequestError,
@@ -89,6 +91,14 @@ MAX_RESULTS = 10_000
 #: Bytes of a request body (413 beyond).
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_ID_LENGTH = 256
+#: New items a ``POST /v1/items`` request (422 beyond); the body limit usually binds first.
+MAX_NEW_ITEMS = 1000
+#: Modalities and numbers per feature row of a ``POST /v1/items`` request (422 beyond).
+MAX_MODALITIES = 16
+MAX_FEATURE_WIDTH = 16_384
+#: Cold-start items the service holds at most when adding over HTTP (409 beyond): every
+#: query searches them exactly, and each costs memory until the service restarts.
+MAX_COLD_ITEMS = 100_000
 #: A search runs on the event loop when it scans at most this many vector entries (queries x
 #: items x width, ~1 ms) and returns at most INLINE_RESULTS results; otherwise in the threadpool.
 INLINE_SCAN = 2_000_000
@@ -110,6 +120,31 @@ RawId = Annotated[
 IdList = Annotated[list[RawId], Field(min_length=1, max_length=MAX_IDS)]
 ItemList = Annotated[list[RawId], Field(min_length=1, max_length=MAX_ITEM_LIST)]
 K = Annotated[int, Field(ge=1, le=MAX_K)]
+ColdSlots = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_K,
+        description="Up to this many of the k places go to the best-scoring cold-start items "
+        "(added with POST /v1/items) that did not make the list on their score, when they "
+        "clear the bar cold_min_z; the lowest other items give way, and the list stays ordered "
+        "by score (reserved items last). 0 (default): every item competes on the model's raw "
+        "score, with which graph models rarely rank a new item in a top-20.",
+    ),
+]
+ColdMinZ = Annotated[
+    float | None,
+    Field(
+        ge=-10,
+        le=10,
+        allow_inf_nan=False,
+        description="The bar for a reserved slot: the cold item's score must be at least the "
+        "user's mean score over the trained items plus this many standard deviations; null: "
+        f"no bar. Default {DEFAULT_COLD_MIN_Z}.",
+    ),
+]
+ModalityName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -145,6 +180,9 @@ class RecommendRequest(_Request):
         "exclude_seen says.",
     )
 
+    cold_slots: ColdSlots = 0
+    cold_min_z: ColdMinZ = DEFAULT_COLD_MIN_Z
+
     @model_validator(mode="after")
     def _one_history_per_user(self) -> RecommendRequest:
         if self.user_items is not None and len(self.user_items) != len(self.user_ids):
@@ -152,7 +190,13 @@ class RecommendRequest(_Request):
                 f"user_items must hold one list per user id ({len(self.user_ids)} user ids, "
                 f"{len(self.user_items)} lists)"
             )
+        _check_cold_slots(self.cold_slots, self.k)
         return self
+
+
+def _check_cold_slots(cold_slots: int, k: int) -> None:
+    if cold_slots > k:
+        raise ValueError(f"cold_slots ({cold_slots}) must be at most k ({k})")
 
 
 class SimilarItemsRequest(_Request):
@@ -170,6 +214,41 @@ class RecommendForItemsRequest(_Request):
     )
     k: K = Field(20, description=f"Items to recommend, 1..{MAX_K}.")
     exclude_seen: bool = Field(True, description="Leave the given items out of the answer.")
+    cold_slots: ColdSlots = 0
+    cold_min_z: ColdMinZ = DEFAULT_COLD_MIN_Z
+
+    @model_validator(mode="after")
+    def _slots_within_k(self) -> RecommendForItemsRequest:
+        _check_cold_slots(self.cold_slots, self.k)
+        return self
+
+
+class AddItemsRequest(_Request):
+    model_config = _examples(
+        {"item_ids": ["new1", "new2"],
+         "features": {"image": [[0.12, -0.5, 0.33], [0.0, 0.25, -0.1]],
+                      "text": [[0.7, 0.1, -0.2, 0.05], [0.3, -0.4, 0.2, 0.1]]}},
+    )  # fmt: skip
+    item_ids: Annotated[list[RawId], Field(min_length=1, max_length=MAX_NEW_ITEMS)] = Field(
+        description=f"Raw ids of the new items, 1..{MAX_NEW_ITEMS}, none already served."
+    )
+    features: Annotated[
+        dict[
+            ModalityName,
+            list[Annotated[list[FeatureValue], Field(min_length=1, max_length=MAX_FEATURE_WIDTH)]],
+        ],
+        Field(min_length=1, max_length=MAX_MODALITIES),
+    ] = Field(
+        description="Per modality of the run (every one, no other: GET /v1/info's "
+        "`modalities` gives their widths), one row of numbers per new item, in item_ids' order; "
+        "encoded as the training features were (the same encoder, e.g. `cranerec features`)."
+    )
+
+
+class AddItemsResponse(BaseModel):
+    added: int = Field(description="Items added.")
+    n_items: int = Field(description="Items served now, cold-start items included.")
+    n_cold_start_items: int = Field(description="Cold-start items served now.")
 
 
 class ScoredItem(BaseModel):
@@ -214,6 +293,10 @@ class InfoResponse(BaseModel):
     dim: int = Field(description="Width of the vectors.")
     index: str = Field(description="Vector index: flat (exact), hnsw or ivf.")
     cold_start: bool = Field(description="Whether the model can add items from features.")
+    modalities: dict[str, int] | None = Field(
+        description="The width of each modality POST /v1/items needs (null: not known, as the "
+        "training data is not loaded; every model with cold_start false needs none)."
+    )
     version: str = Field(description="cranerec version serving.")
     trained_with_version: str | None = Field(description="cranerec version that trained the run.")
     seen_splits: list[str] = Field(
@@ -228,6 +311,14 @@ class HealthResponse(BaseModel):
 class ErrorResponse(BaseModel):
     model_config = _examples({"detail": "a one-line message saying what to change"})
     detail: str
+
+
+class ExistingIdsError(BaseModel):
+    model_config = _examples(
+        {"detail": "item id already in the catalogue: 'i7'", "existing_ids": ["i7"]}
+    )
+    detail: str = Field(description="The ids already served, named (at most 20).")
+    existing_ids: list[str] = Field(description="Every id of the request already served.")
 
 
 class UnknownIdsError(BaseModel):
@@ -449,8 +540,9 @@ def _schema_html(schema: dict[str, Any], openapi_url: str) -> str:
     return "".join(out)
 
 
-def create_app(recommender: Recommender) -> FastAPI:
-    """A FastAPI app answering from ``recommender`` (see the module docstring)."""
+def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> FastAPI:
+    """A FastAPI app answering from ``recommender`` (see the module docstring).
+    ``allow_new_items=False``: ``POST /v1/items`` answers 403 (a read-only service)."""
     app = FastAPI(
         title="cranerec",
         version=cranerec.__version__,
@@ -487,6 +579,13 @@ def create_app(recommender: Recommender) -> FastAPI:
         return JSONResponse(
             status_code=404,
             content={"detail": str(exc), "kind": exc.kind, "unknown_ids": exc.ids[:MAX_ITEM_LIST]},
+        )
+
+    @app.exception_handler(ItemExistsError)
+    async def _exists(request: Request, exc: ItemExistsError) -> JSONResponse:
+        return JSONResponse(
+            status_code=409,
+            content={"detail": str(exc), "existing_ids": exc.ids[:MAX_NEW_ITEMS]},
         )
 
     @app.exception_handler(RequestError)
@@ -538,7 +637,8 @@ def create_app(recommender: Recommender) -> FastAPI:
         def compute() -> Response:
             results = recommender.recommend(
                 body.user_ids, k=body.k, exclude_seen=body.exclude_seen, items=body.items,
-                user_items=body.user_items,
+                user_items=body.user_items, cold_slots=body.cold_slots,
+                cold_min_z=body.cold_min_z,
             )  # fmt: skip
             return _answer(results, "user_id")
 
@@ -575,11 +675,77 @@ def create_app(recommender: Recommender) -> FastAPI:
     async def recommend_for_items(body: RecommendForItemsRequest) -> Response:
         def compute() -> Response:
             result = recommender.recommend_for_items(
-                body.item_ids, k=body.k, exclude_seen=body.exclude_seen
-            )
+                body.item_ids, k=body.k, exclude_seen=body.exclude_seen,
+                cold_slots=body.cold_slots, cold_min_z=body.cold_min_z,
+            )  # fmt: skip
             return _answer([result], None)
 
         # the new user's vector (a mean over up to MAX_ITEM_LIST items) counts as a query
         return await answer(1 + len(body.item_ids) // 100, body.k, compute)
+
+    @app.post(
+        "/v1/items",
+        status_code=201,
+        response_model=AddItemsResponse,
+        responses={
+            201: {"content": {"application/json": {"example": {
+                "added": 2, "n_items": 6712, "n_cold_start_items": 2}}}},
+            400: {"model": ErrorResponse, "description": "Features the run cannot take (a "
+                  "missing or unknown modality, a wrong width, a value beyond float32, "
+                  "duplicate ids), a model without a content path (bpr, lightgcn, pop), or a "
+                  "service that cannot add items: detail says which."},
+            403: {"model": ErrorResponse, "description": "A read-only service."},
+            409: {"model": ExistingIdsError, "description": "Ids already served (trained or "
+                  f"added before), all listed; or the service holds {MAX_COLD_ITEMS} cold-start "
+                  "items already.",
+                  "content": {"application/json": {"example": _example(ExistingIdsError)}}},
+            413: _ERRORS[413],
+            422: _ERRORS[422],
+        },
+        description=(
+            "Add cold-start items from their features, recommendable (and similar-items) at "
+            "once, counted by /v1/info; existing scores do not change. The model places each "
+            "new item by its content path (crane, freedom, vbpr, ...; models without one answer "
+            f"400). At most {MAX_NEW_ITEMS} items and {MAX_BODY_BYTES} bytes a request; added "
+            "items live in memory until the service restarts (`cranerec serve --new-items DIR` "
+            "adds a folder at start). Queries are answered while the vectors are computed."
+        ),
+    )  # fmt: skip
+    async def add_items(body: AddItemsRequest) -> JSONResponse:
+        if not allow_new_items:
+            return JSONResponse(
+                status_code=403, content={"detail": "this service is read-only: no new items"}
+            )
+        held = recommender.n_items - recommender.n_trained_items
+        if held + len(body.item_ids) > MAX_COLD_ITEMS:
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "detail": f"the service holds {held} cold-start items and adds at most "
+                    f"{MAX_COLD_ITEMS} over HTTP: restart it with the items in --new-items DIR",
+                    "existing_ids": [],
+                },
+            )
+
+        def compute() -> JSONResponse:
+            try:
+                recommender.add_items(body.features, body.item_ids)
+            except RequestError:
+                raise
+            except ServeError as e:  # the run lacks model.pt or its training data
+                log.error("POST /v1/items: %s", e)
+                raise RequestError(
+                    "this service cannot add items: the model's weights or training data are "
+                    "not available to it (the server log says which)"
+                ) from None
+            info = recommender.info()
+            return JSONResponse(
+                status_code=201,
+                content={"added": len(body.item_ids), "n_items": info["n_items"],
+                         "n_cold_start_items": info["n_cold_start_items"]},
+            )  # fmt: skip
+
+        # Never inline: the model's content path can take a while (kNN over the trained items)
+        return await run_in_threadpool(compute)
 
     return app

@@ -213,80 +213,67 @@ def _check_k(k: object) -> int:
     return int(k)
 
 
-#: How a query puts the cold-start items' scores next to the trained items' (see
-#: ``ColdOptions``).
-COLD_CALIBRATIONS = ("none", "global")
+#: ``cold_min_z`` by default: the bar a cold item clears to take a reserved slot (``ColdOptions``).
+DEFAULT_COLD_MIN_Z = 1.0
 
 
 @dataclass(frozen=True)
 class ColdOptions:
     """How a query treats cold-start items (``add_items``) in an all-items ranking.
 
-    ``calibration``: ``none`` (default: the model's raw scores, with which the graph models
-    rarely put a cold item into a top-20) or ``global``: each cold item's score ``s`` becomes
-    ``a * s + b`` with one ``a > 0`` and ``b`` for all of them, chosen so that the scores of
-    (training user, cold item) pairs have the mean and standard deviation of the scores of
-    (training user, trained item) pairs (computed from the vectors' first and second moments;
-    the order among cold items does not change). Answers then carry the calibrated scores.
-    ``slots``: up to this many of the k places go to the best cold items (by the score they
-    are ranked by) when fewer made the list on their score; the lowest trained items give
-    way. ``min_z``: a cold item takes a reserved slot only if its score is at least the
-    query's mean score over the trained items plus ``min_z`` standard deviations (None: no
-    bar). Measured in ``docs/serving.md`` (``benchmarks/cold_start.py``)."""
+    By default they compete on the model's raw scores, with which the graph models almost
+    never put one into a top-20 (a new item has no collaborative part). ``slots``: up to this
+    many of the k places are reserved for the best-scoring cold items not in the list on their
+    own score; the lowest trained items give way, and the list stays ordered by score (so the
+    reserved items come last). ``min_z``: a cold item takes a reserved slot only if its score
+    is at least the query's mean score over the trained items plus ``min_z`` standard
+    deviations (computed from the trained items' mean vector and covariance); None: no bar.
+    Measured in ``docs/serving.md`` (``benchmarks/cold_start.py``): a slot with the bar
+    (``slots=1, min_z=1``) surfaces cold items without lowering the recall of all held-out
+    interactions, warm and cold; without the bar every list gets its cold item at a cost to
+    the warm recall; calibrating the cold scores instead did worse."""
 
     slots: int = 0
-    calibration: str = "none"
-    min_z: float | None = None
+    min_z: float | None = DEFAULT_COLD_MIN_Z
 
     @classmethod
-    def of(cls, slots: object, calibration: object, min_z: object) -> ColdOptions:
+    def of(cls, slots: object, min_z: object) -> ColdOptions:
         """Checked options (``RequestError`` naming the bad one)."""
         if isinstance(slots, bool) or not isinstance(slots, int | np.integer) or slots < 0:
             raise RequestError(f"cold_slots must be an integer >= 0, got {slots!r}")
-        if calibration not in COLD_CALIBRATIONS:
-            raise RequestError(
-                f"cold_calibration must be one of {list(COLD_CALIBRATIONS)}, got {calibration!r}"
-            )
         if min_z is not None and (
             isinstance(min_z, bool)
             or not isinstance(min_z, int | float | np.number)
             or not np.isfinite(min_z)
         ):
             raise RequestError(f"cold_min_z must be a finite number or None, got {min_z!r}")
-        return cls(int(slots), str(calibration), None if min_z is None else float(min_z))
+        return cls(int(slots), None if min_z is None else float(min_z))
 
 
 @dataclass(frozen=True)
-class _Calibration:
-    """What the cold options need, from the vectors' moments: the affine map ``scale * s +
-    shift`` of a cold item's score (``global``), and the trained items' mean vector and
-    covariance (a query's mean and spread of scores over them, for ``min_z``)."""
+class _WarmScores:
+    """The trained items' mean vector and covariance, from which a query's mean and spread
+    of scores over them follow without scoring them: ``q . mean`` and ``sqrt(q^T cov q)``."""
 
-    scale: float
-    shift: float
-    warm_mean: np.ndarray  # [d] float64
-    warm_cov: np.ndarray  # [d, d] float64
+    mean: np.ndarray  # [d] float64
+    cov: np.ndarray  # [d, d] float64
 
+    @classmethod
+    def of(cls, item_emb: np.ndarray, chunk: int = 65536) -> _WarmScores:
+        d = item_emb.shape[1]
+        total, outer = np.zeros(d), np.zeros((d, d))
+        for start in range(0, len(item_emb), chunk):
+            part = item_emb[start : start + chunk].astype(np.float64)  # [n, d]
+            total += part.sum(axis=0)
+            outer += part.T @ part
+        mean = total / len(item_emb)
+        return cls(mean, outer / len(item_emb) - np.outer(mean, mean))
 
-def _moments(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``[d]`` and second moment ``E[x x^T]`` ``[d, d]`` of the rows, in float64."""
-    d = x.shape[1]
-    total, outer = np.zeros(d), np.zeros((d, d))
-    for start in range(0, len(x), chunk):
-        part = x[start : start + chunk].astype(np.float64)
-        total += part.sum(axis=0)
-        outer += part.T @ part
-    n = max(len(x), 1)
-    return total / n, outer / n
-
-
-def _score_moments(
-    mu_u: np.ndarray, m_u: np.ndarray, mu_i: np.ndarray, m_i: np.ndarray
-) -> tuple[float, float]:
-    """Mean and standard deviation of ``<u, v>`` over every (user, item) pair: ``E[s] =
-    mu_u . mu_i`` and ``E[s^2] = tr(E[u u^T] E[v v^T])`` (users and items independent)."""
-    mean = float(mu_u @ mu_i)
-    return mean, float(np.sqrt(max(float(np.sum(m_u * m_i)) - mean**2, 0.0)))
+    def bar(self, queries: np.ndarray, z: float) -> np.ndarray:
+        """``[B]``: each query's mean score over the trained items plus z standard deviations."""
+        q = queries.astype(np.float64)
+        spread = np.sqrt(np.maximum(np.einsum("bi,ij,bj->b", q, self.cov, q), 0.0))
+        return q @ self.mean + z * spread
 
 
 def _merge(scores: np.ndarray, idx: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -395,7 +382,7 @@ class Recommender:
         # Cold-start items (add_items) are searched exactly in an index of their own, so that a
         # query can rank them on a calibrated scale or reserve slots for them (_search).
         self._cold_index: VectorIndex | None = None
-        self._calibration: _Calibration | None = None  # computed on first use, reset by adds
+        self._warm_scores: _WarmScores | None = None  # for cold_min_z, computed on first use
         self._cosine: VectorIndex | None = None  # built on first similar_items
 
     # ---------------------------------------------------------------- loading
@@ -543,6 +530,10 @@ class Recommender:
             "dim": int(self.item_emb.shape[1]),
             "index": self._index_kind,
             "cold_start": self.model_class.has_content_path(),
+            # the widths add_items needs, once the training data is loaded (never loaded here)
+            "modalities": None
+            if self._dataset is None
+            else {m: int(f.shape[1]) for m, f in self._dataset.features.items()},
             "version": cranerec.__version__,
             "trained_with_version": self._results.get("cranerec_version"),
             "seen_splits": list(self._seen_splits),
@@ -564,8 +555,7 @@ class Recommender:
         user_items: Iterable[RawId] | Sequence[Iterable[RawId]] | None = None,
         *,
         cold_slots: int = 0,
-        cold_calibration: str = "none",
-        cold_min_z: float | None = None,
+        cold_min_z: float | None = DEFAULT_COLD_MIN_Z,
     ) -> RankedItems | list[RankedItems]:
         """Top-``k`` items for each user, best first.
 
@@ -577,12 +567,13 @@ class Recommender:
         the candidates to these raw item ids. A list may be shorter than k when fewer items
         remain. Unknown ids raise ``UnknownIdError`` naming them.
 
-        ``cold_slots``, ``cold_calibration``, ``cold_min_z``: how cold-start items
-        (``add_items``) compete with the trained ones (``ColdOptions``; the defaults rank them
-        by the model's raw scores)."""
+        ``cold_slots``: up to this many places go to the best cold-start items (``add_items``)
+        that score at least ``cold_min_z`` standard deviations above the user's mean score
+        over the trained items (None: no bar); see ``ColdOptions``. The default, 0, ranks them
+        by the model's raw scores with the others."""
         single, ids = _as_ids(user_ids, "user")
         k = _check_k(k)
-        cold = ColdOptions.of(cold_slots, cold_calibration, cold_min_z)
+        cold = ColdOptions.of(cold_slots, cold_min_z)
         held = _per_user_items(user_items, single, len(ids))
         if exclude_seen and self._seen is None:
             raise RequestError(
@@ -634,8 +625,7 @@ class Recommender:
         exclude_seen: bool = True,
         *,
         cold_slots: int = 0,
-        cold_calibration: str = "none",
-        cold_min_z: float | None = None,
+        cold_min_z: float | None = DEFAULT_COLD_MIN_Z,
     ) -> RankedItems:
         """Top-``k`` items for a new user who holds ``item_ids``, without retraining: the user's
         vector is the model's ``user_from_items`` of those items' vectors (by default their
@@ -643,7 +633,7 @@ class Recommender:
         as ``recommend``'s."""
         _, ids = _as_ids(item_ids, "item")
         k = _check_k(k)
-        cold = ColdOptions.of(cold_slots, cold_calibration, cold_min_z)
+        cold = ColdOptions.of(cold_slots, cold_min_z)
         if not ids:
             raise RequestError("recommend_for_items needs at least one item id")
         with self._lock.read():
@@ -696,7 +686,6 @@ class Recommender:
             unit = _unit_rows(vectors)
             self._cosine[0].add(unit)
             self._cosine = (self._cosine[0], np.concatenate([self._cosine[1], unit]))
-        self._calibration = None  # the cold items changed: computed again on next use
 
     def add_items_from_dir(self, path: str | Path) -> list[str]:
         """Add the items of a feature folder as cold-start items; returns their ids.
@@ -849,10 +838,9 @@ class Recommender:
         """``(scores, idx)`` ``[B, min(k, n_items)]`` over the trained and the cold-start items
         (padded with ``-inf`` / ``-1``), best first by (score, then index).
 
-        The two are searched apart (the cold items exactly) and merged: with the default
-        options, the top-k of the union, as one index over every item would give it. With
-        ``cold.calibration`` the cold items' scores are calibrated first; with
-        ``cold.slots`` the lowest trained items give way to the best cold ones."""
+        The two are searched apart (the cold items exactly, in an index of their own) and
+        merged: the top-k of the union, as one index over every item gives it. With
+        ``cold.slots`` the lowest trained items then give way to the best cold ones."""
         n_warm, cold_index = self.n_trained_items, self._cold_index
         if cold_index is None:
             return self.index.search(queries, min(k, n_warm), exclude, candidates)
@@ -865,52 +853,23 @@ class Recommender:
             cand_w = candidates[candidates < n_warm]
             cand_c = candidates[candidates >= n_warm] - n_warm
         empty = (np.full((b, 0), -np.inf, np.float32), np.full((b, 0), -1, np.int64))
-        warm = (
-            self.index.search(queries, min(k, n_warm), ex_w, cand_w)
-            if cand_w is None or len(cand_w)
-            else empty
-        )
+        ws, wi = empty
+        if cand_w is None or len(cand_w):
+            ws, wi = self.index.search(queries, min(k, n_warm), ex_w, cand_w)
         cs, ci = empty
         if cand_c is None or len(cand_c):
             cs, ci = cold_index.search(queries, min(k, cold_index.n_items), ex_c, cand_c)
-            found = ci >= 0
-            ci = np.where(found, ci + n_warm, -1)
-            if cold.calibration == "global":
-                cal = self._cold_calibration()
-                # scale > 0: the order among the cold items does not change
-                cs = np.where(found, cal.scale * cs.astype(np.float64) + cal.shift, -np.inf)
-                cs = cs.astype(np.float32)
+            ci = np.where(ci >= 0, ci + n_warm, -1)
         width = min(k, self.n_items)
-        scores, idx = _merge(np.hstack([warm[0], cs]), np.hstack([warm[1], ci]), width)
+        scores, idx = _merge(np.hstack([ws, cs]), np.hstack([wi, ci]), width)
         if cold.slots:
             bar = None
             if cold.min_z is not None:
-                cal = self._cold_calibration()
-                q = queries.astype(np.float64)
-                spread = np.sqrt(np.maximum(np.einsum("bi,ij,bj->b", q, cal.warm_cov, q), 0))
-                bar = q @ cal.warm_mean + cold.min_z * spread  # [B]
+                if self._warm_scores is None:  # a race computes it twice, to the same value
+                    self._warm_scores = _WarmScores.of(self.item_emb[:n_warm])
+                bar = self._warm_scores.bar(queries, cold.min_z)
             _reserve(scores, idx, cs, ci, min(cold.slots, width), bar, n_warm)
         return scores, idx
-
-    def _cold_calibration(self) -> _Calibration:
-        """The calibration of the cold items served now (computed once per set of them; the
-        caller holds the read lock, so no add runs meanwhile)."""
-        cal = self._calibration
-        if cal is None:
-            mu_u, m_u = _moments(self.user_emb)
-            mu_w, m_w = _moments(self.item_emb[: self.n_trained_items])
-            mu_c, m_c = _moments(self.item_emb[self.n_trained_items :])
-            mean_w, std_w = _score_moments(mu_u, m_u, mu_w, m_w)
-            mean_c, std_c = _score_moments(mu_u, m_u, mu_c, m_c)
-            scale = std_w / std_c if std_w > 0 and std_c > 0 else 1.0
-            cal = _Calibration(
-                scale=scale,
-                shift=mean_w - scale * mean_c,
-                warm_mean=mu_w,
-                warm_cov=m_w - np.outer(mu_w, mu_w),
-            )
-            self._calibration = cal
-        return cal
 
     # ---------------------------------------------------------------- internals
 
