@@ -37,8 +37,8 @@ from cranerec.eval.evaluator import EvalConfig
 from cranerec.models import MODELS, get_model_class
 from cranerec.serve.recommender import RankedItems, RawId, Recommender, ServeError
 from cranerec.train.config import TrainConfig
-from cranerec.train.run import LOCK_FILE, RESULTS_FILE, build_config, train_run
-from cranerec.train.rundir import read_results
+from cranerec.train.run import build_config, train_run
+from cranerec.train.rundir import LOCK_FILE, RESULTS_FILE, read_results
 
 __all__ = ["TrainedModel", "fit", "load"]
 

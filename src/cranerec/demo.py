@@ -30,10 +30,11 @@ DEMO_SETTINGS = [
 def run_demo(out: str | Path, say=print) -> dict[str, Any]:
     """Train, serve and query; returns the HTTP answer (a dict). ``say`` prints a line."""
     from cranerec.train.run import build_config, train_run
+    from cranerec.train.rundir import RunDir
 
     out = Path(out)
     run_dir = out / "crane"
-    if run_dir.exists() and not (run_dir / "results.json").exists():
+    if run_dir.exists() and not RunDir(run_dir).finished:
         shutil.rmtree(run_dir)  # a demo interrupted before it finished: start it again
     config = build_config(model="crane", preset="tiktok", overrides=DEMO_SETTINGS)
     say(
@@ -54,7 +55,7 @@ def run_demo(out: str | Path, say=print) -> dict[str, Any]:
     for item in answer["results"][0]["items"]:
         say(f"      item {item['item_id']:>6}  score {item['score']:.4f}")
     say("3/3 next:")
-    say(f"    the training curve: {run_dir / 'training_curve.png'}")
+    say(f"    the training curve: {RunDir(run_dir).curve}")
     say(f"    serve it yourself:  .venv/bin/cranerec serve {run_dir}   (then open /docs)")
     say("    or first `source .venv/bin/activate` and type `cranerec ...`; `cranerec --help`")
     return answer

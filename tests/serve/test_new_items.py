@@ -41,6 +41,7 @@ def _write_folder(folder, data, rows, ids, sidecar=None):
         ({"image": "x"}, ["n"], RequestError, r"missing \['text'\]"),
         ("ragged", ["n"], RequestError, "not a numeric"),
         ("huge", ["n"], RequestError, "beyond float32"),
+        ("large", ["n"], RequestError, "overflow|no usable vector"),
         ("zeros", ["n"], RequestError, None),  # refused or served: never a non-finite vector
     ],
 )
@@ -54,6 +55,8 @@ def test_refusals_say_what_to_change_and_add_nothing(
         features = {**good, "text": [[0.1] * 32, [0.1] * 31][: len(ids)] + [[0.1]]}
     elif features == "huge":
         features = {**good, "text": np.full((1, 32), 1e39)}  # finite in float64, not float32
+    elif features == "large":  # float32, but the vector's scores would overflow
+        features = {m: np.full_like(x, 3e38) for m, x in good.items()}
     elif features == "zeros":
         features = {m: np.zeros_like(x) for m, x in good.items()}
     if message is None:
@@ -124,8 +127,16 @@ def test_adding_items_does_not_hold_up_queries(vbpr, tiny_data, monkeypatch):
     assert vbpr.n_items == 121
 
 
-def test_two_adds_of_one_id_cannot_both_succeed(vbpr, tiny_data):
+def test_two_adds_of_one_id_cannot_both_succeed(vbpr, tiny_data, monkeypatch):
     vbpr.check_cold_start()
+    model, _ = vbpr._trained_model()
+    real = model.items_from_features
+
+    def slow(*args, **kwargs):  # every add passes the first id check before one is done
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "items_from_features", slow)
     start = threading.Barrier(4, timeout=10)
 
     def add(j):

@@ -302,7 +302,7 @@ def test_failed_start_does_not_claim_the_directory(tmp_path):
 def test_second_process_on_a_run_directory_is_refused_with_the_holders_pid(tmp_path):
     """Regression: two `cranerec train` with the same --out both trained and wrote every epoch
     twice into metrics.jsonl. The run directory is locked for the life of a run."""
-    from cranerec.train.run import LOCK_FILE
+    from cranerec.train.rundir import LOCK_FILE
     from cranerec.utils.io import exclusive_lock
 
     out = tmp_path / "r"

@@ -35,6 +35,7 @@ from cranerec.experiments.workers import (
     start_workers,
     wait_for,
 )
+from cranerec.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,13 @@ def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
 
 def _run_dir_fingerprint(run_dir: Path) -> str:
     """The data fingerprint a run directory was trained on (results.json, else checkpoint.pt)."""
-    import torch
-
     from cranerec.config import ConfigError
 
-    results = run_dir / "results.json"
-    if results.exists():
-        return json.loads(results.read_text(encoding="utf-8"))["data_fingerprint"]
-    ckpt = run_dir / "checkpoint.pt"
-    if ckpt.exists():
-        return torch.load(ckpt, map_location="cpu", weights_only=True)["data_fingerprint"]
+    run = RunDir(run_dir)
+    if run.finished:
+        return run.read_results()["data_fingerprint"]
+    if run.checkpoint.exists():
+        return run.load_checkpoint()["data_fingerprint"]
     raise ConfigError(f"{run_dir} has neither results.json nor checkpoint.pt: nothing to adopt")
 
 
@@ -126,7 +124,7 @@ def adopt(spec: ExperimentSpec, store: Store, run_dirs: list[str | Path]) -> lis
             lines.append(f"{src}: matches no run of {spec.name} (config or data differ); skipped")
             continue
         row, target = store.get(rid), store.run_dir(rid)
-        finished = (src / "results.json").exists()
+        finished = RunDir(src).finished
         if row.status in ("done", "running") or (target.exists() and not finished):
             lines.append(f"{src}: run {rid} is already {row.status} in the store; skipped")
             continue
@@ -137,7 +135,7 @@ def adopt(spec: ExperimentSpec, store: Store, run_dirs: list[str | Path]) -> lis
             shutil.rmtree(target)
         tmp.rename(target)
         if finished:
-            results = json.loads((target / "results.json").read_text(encoding="utf-8"))
+            results = RunDir(target).read_results()
             summary = summarize_results(results, rows[rid]["data"], results.get("peak_rss_mb"))
             store.finish(rid, summary)
         lines.append(f"{src}: adopted as run {rid} ({'done' if finished else 'to resume'})")
@@ -225,7 +223,7 @@ def execute(
         text = traceback.format_exc()
         log.error("run %s failed: %s", run_id_, e)
         if run_dir.exists():
-            (run_dir / "error.txt").write_text(text, encoding="utf-8")
+            RunDir(run_dir).error.write_text(text, encoding="utf-8")
         store.fail(run_id_, f"{type(e).__name__}: {e}\n\n{text[-4000:]}")
         return "failed"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from cranerec.train.rundir import RunDir
+
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
@@ -63,8 +65,7 @@ def per_user(
 ) -> dict[str, float]:
     """{user id: value} of one run's per-user metric (``per_user.npz``, or
     ``per_user_valid.npz`` for the validation split)."""
-    name = "per_user.npz" if split == "test" else "per_user_valid.npz"
-    with np.load(Path(run_dir) / name, allow_pickle=False) as z:
+    with np.load(RunDir(run_dir).per_user(split), allow_pickle=False) as z:
         return dict(
             zip(z["user_id"].tolist(), z[metric.replace("@", "_at_")].tolist(), strict=True)
         )

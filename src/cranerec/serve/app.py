@@ -7,13 +7,28 @@ Endpoints (raw ids travel as strings; every list answer has the same shape):
     GET  /v1/info                 model, dataset, counts, versions
     POST /v1/recommend            {"user_ids": ["u1", ...], "k": 20, "exclude_seen": true,
                                    "items": null | ["i1", ...],
-                                   "user_items": null | [["i4", ...], ...]}  (one per user)
+                                   "user_items": null | [["i4", ...], ...],  (one per user)
+                                   "cold_slots": 0, "cold_min_z": 1.0}
                                -> {"results": [{"user_id": "u1",
                                                 "items": [{"item_id": "i9", "score": 1.23}, ...]}]}
     POST /v1/similar-items        {"item_ids": ["i1", ...], "k": 20}
                                -> {"results": [{"item_id": "i1", "items": [...]}]}
-    POST /v1/recommend-for-items  {"item_ids": ["i1", ...], "k": 20, "exclude_seen": true}
+    POST /v1/recommend-for-items  {"item_ids": ["i1", ...], "k": 20, "exclude_seen": true,
+                                   "cold_slots": 0, "cold_min_z": 1.0}
                                -> {"results": [{"items": [...]}]}   (one new user)
+    POST /v1/items                {"item_ids": ["n1", ...],
+                                   "features": {"image": [[0.1, ...], ...], "text": [...]}}
+                               -> 201 {"added": 1, "n_items": ..., "n_cold_start_items": ...}
+
+``POST /v1/items`` adds cold-start items from their features (one row per item for every
+modality of the run; ``GET /v1/info``'s ``modalities`` gives the widths once the training data
+is loaded). Refusals are 4xx with a one-line ``detail``: 400 for features the run cannot take,
+a model without a content path, or a service that lacks the weights or training data (logged,
+no path shown); 409 with ``existing_ids`` for ids already served, or beyond ``MAX_COLD_ITEMS``;
+403 on a read-only service (``create_app(..., allow_new_items=False)``); 422 for types, NaN or
+infinity, over ``MAX_NEW_ITEMS`` items. The vectors are computed in the threadpool while
+queries go on; only their append holds queries back. ``cold_slots`` / ``cold_min_z`` reserve
+places for cold-start items in a ranking (``ColdOptions`` in ``recommender.py``).
 
 Limits (module constants, documented in the OpenAPI schema and ``docs/serving.md``): at most
 ``MAX_IDS`` (256) query ids (``user_ids``, or ``item_ids`` of similar-items), ``MAX_ITEM_LIST``

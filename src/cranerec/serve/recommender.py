@@ -64,6 +64,8 @@ _SHOWN_IDS = 20
 _ALL_SPLITS = tuple(SPLITS)
 #: New items whose vectors are computed in one call of the model's content path.
 _ADD_CHUNK = 1024
+#: No score may reach this (float32's largest value): checked for every vector served.
+_SCORE_LIMIT = float(np.finfo(np.float32).max)
 
 
 class ServeError(ValueError):
@@ -801,6 +803,14 @@ class Recommender:
             raise RequestError(
                 f"{int(bad.sum())} new item(s) get no usable vector from their features (rows "
                 f"{np.flatnonzero(bad)[:_SHOWN_IDS].tolist()}); are their features all zero?"
+            )
+        user_norm = float(np.linalg.norm(self.user_emb, axis=1).max())
+        big = np.linalg.norm(vectors.astype(np.float64), axis=1) * user_norm >= _SCORE_LIMIT
+        if big.any():  # as load checks the trained vectors: no score may overflow float32
+            raise RequestError(
+                f"{int(big.sum())} new item(s) get vectors so large that their scores overflow "
+                f"(rows {np.flatnonzero(big)[:_SHOWN_IDS].tolist()}): are their features on the "
+                "training features' scale?"
             )
         return vectors
 

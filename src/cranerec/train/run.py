@@ -35,7 +35,19 @@ from cranerec.train.config import (
     resolve_config,
 )
 from cranerec.train.curve import plot_training_curve
-from cranerec.train.rundir import clean_temp_files, read_embeddings, read_results
+from cranerec.train.rundir import (  # noqa: F401  (file names: serve imports them from here)
+    CONFIG_FILE,
+    EMBEDDINGS_FILE,
+    LOCK_FILE,
+    MODEL_FILE,
+    RESULTS_FILE,
+    SEEN_FILE,
+    SUMMARY_FILE,
+    RunDir,
+    clean_temp_files,
+    read_embeddings,
+    read_results,
+)
 from cranerec.train.trainer import EpochCallback, Trainer, seed_everything
 from cranerec.utils.env import git_sha, peak_rss_mb
 from cranerec.utils.io import (
@@ -47,14 +59,6 @@ from cranerec.utils.io import (
 )
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-RESULTS_FILE = "results.json"
-EMBEDDINGS_FILE = "embeddings.npz"
-MODEL_FILE = "model.pt"
-SEEN_FILE = "seen.npz"
-SUMMARY_FILE = "summary.json"
-LOCK_FILE = ".lock"  # held (flock) by the process training the run
 
 
 def build_config(
@@ -227,8 +231,8 @@ def train_run(
             {"model_name": config.model_name, "config": config.to_dict(),
              "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
         )  # fmt: skip
-        test.save_per_user(str(run_dir / "per_user.npz"), dataset.user_ids)
-        valid.save_per_user(str(run_dir / "per_user_valid.npz"), dataset.user_ids)
+        test.save_per_user(str(RunDir(run_dir).per_user("test")), dataset.user_ids)
+        valid.save_per_user(str(RunDir(run_dir).per_user("valid")), dataset.user_ids)
         savez_atomic(
             run_dir / EMBEDDINGS_FILE,
             user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
@@ -277,7 +281,7 @@ def train_run(
             synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""
             try:
                 plot_training_curve(
-                    run_dir / "metrics.jsonl", run_dir / "training_curve.png", config.train.stop_metric,
+                    RunDir(run_dir).metrics, RunDir(run_dir).curve, config.train.stop_metric,
                     title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
                 )  # fmt: skip
             except Exception as e:  # a plot must never cost a finished run its results

@@ -17,9 +17,64 @@ from typing import Any
 import numpy as np
 import torch
 
+#: The files of a run directory (``RunDir`` names them; nothing else spells them out).
+CONFIG_FILE = "config.yaml"  # the run's configuration (train/config.py's to_dict form)
+METRICS_FILE = "metrics.jsonl"  # one record per trained epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # everything a resume needs (weights_only=True)
+RESULTS_FILE = "results.json"  # written last: a run is finished when it exists
+MODEL_FILE = "model.pt"  # the kept weights with the model's name and config
+EMBEDDINGS_FILE = "embeddings.npz"  # user_emb, item_emb (scores are inner products), ids
+SEEN_FILE = "seen.npz"  # each user's items in every split (what serving excludes)
+PER_USER_FILES = {"test": "per_user.npz", "valid": "per_user_valid.npz"}
+CURVE_FILE = "training_curve.png"
+SUMMARY_FILE = "summary.json"  # the mean and spread of several seeds (--seeds)
+LOCK_FILE = ".lock"  # held (flock) by the process training the run
+ERROR_FILE = "error.txt"  # why an experiment's run failed
+
 
 class RunFileError(ValueError):
     """A file of a run directory cannot be used; the message names it and what to do."""
+
+
+class RunDir:
+    """One run directory: where each of its files is, and its files read back checked."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    config = property(lambda self: self.path / CONFIG_FILE)
+    metrics = property(lambda self: self.path / METRICS_FILE)
+    checkpoint = property(lambda self: self.path / CHECKPOINT_FILE)
+    results = property(lambda self: self.path / RESULTS_FILE)
+    model = property(lambda self: self.path / MODEL_FILE)
+    embeddings = property(lambda self: self.path / EMBEDDINGS_FILE)
+    seen = property(lambda self: self.path / SEEN_FILE)
+    curve = property(lambda self: self.path / CURVE_FILE)
+    lock = property(lambda self: self.path / LOCK_FILE)
+    error = property(lambda self: self.path / ERROR_FILE)
+
+    def per_user(self, split: str) -> Path:
+        """Per-user metrics of ``split`` (``test`` or ``valid``), for paired tests."""
+        return self.path / PER_USER_FILES[split]
+
+    @property
+    def finished(self) -> bool:
+        return self.results.exists()
+
+    def read_results(self) -> dict[str, Any]:
+        return read_results(self.results)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.metrics)
+
+    def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint, map_location)
+
+    def read_embeddings(self, n_users: int | None = None, n_items: int | None = None):
+        return read_embeddings(self.embeddings, n_users, n_items)
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

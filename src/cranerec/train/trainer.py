@@ -29,7 +29,13 @@ from cranerec.data.dataset import Dataset
 from cranerec.eval.evaluator import Evaluator
 from cranerec.models.base import Model
 from cranerec.train.config import RunConfig
-from cranerec.train.rundir import RunFileError, load_checkpoint, read_metrics
+from cranerec.train.rundir import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RunFileError,
+    load_checkpoint,
+    read_metrics,
+)
 from cranerec.train.sampler import InteractionSampler
 from cranerec.utils.io import torch_save_atomic, write_text_atomic
 
@@ -39,9 +45,6 @@ log = logging.getLogger(__name__)
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; nothing of that epoch is saved."""
 
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 
 #: Called after every epoch (once its checkpoint is written) with that epoch's ``metrics.jsonl``
 #: record: ``{"epoch", "loss", ..., "valid": {metric: value}, "epoch_seconds", ...}``. An exception
@@ -140,7 +143,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.run_dir is not None:
-            torch_save_atomic(self.run_dir / CHECKPOINT, self._checkpoint())
+            torch_save_atomic(self.run_dir / CHECKPOINT_FILE, self._checkpoint())
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything saved by ``save_checkpoint`` (weights, optimizer, RNGs, state)."""
@@ -178,7 +181,7 @@ class Trainer:
 
     def _trim_metrics_log(self) -> None:
         """Keep only metrics lines of epochs the checkpoint covers (a kill may leave more)."""
-        path = self.run_dir / METRICS
+        path = self.run_dir / METRICS_FILE
         if not path.exists():
             return
         kept = [rec for rec in read_metrics(path) if rec["epoch"] <= self.state.epoch]
@@ -191,7 +194,7 @@ class Trainer:
         cfg = self.config.train
         torch.set_num_threads(cfg.n_threads)
         self.model.to(self.device)
-        ckpt_path = self.run_dir / CHECKPOINT if self.run_dir else None
+        ckpt_path = self.run_dir / CHECKPOINT_FILE if self.run_dir else None
         if ckpt_path is not None and ckpt_path.exists():
             self.load_checkpoint(ckpt_path)
             log.info("resumed from %s after epoch %d", ckpt_path, self.state.epoch)
@@ -336,6 +339,6 @@ class Trainer:
             key, f"{valid[key]:.5f}" if key in valid else "-", train_s, eval_s,
         )  # fmt: skip
         if self.run_dir is not None:
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         return record

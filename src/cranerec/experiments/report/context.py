@@ -16,7 +16,7 @@ import numpy as np
 
 from cranerec.experiments.spec import ExperimentSpec, ReportSection
 from cranerec.experiments.store import RunRow, Store
-from cranerec.train.trainer import METRICS
+from cranerec.train.rundir import RunDir
 from cranerec.utils.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Context:
 
     def epochs(self, row: RunRow) -> list[dict[str, Any]]:
         """The run's ``metrics.jsonl``: one record per trained epoch."""
-        text = (self.run_path(row) / METRICS).read_text(encoding="utf-8")
+        text = RunDir(self.run_path(row)).metrics.read_text(encoding="utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def epoch_seconds(self, row: RunRow) -> float:
@@ -109,7 +109,7 @@ class Context:
         if row.results.get("device"):
             return str(row.results["device"])
         try:
-            results = json.loads((self.run_path(row) / "results.json").read_text(encoding="utf-8"))
+            results = json.loads(RunDir(self.run_path(row)).results.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return "?"
         return str(results.get("device") or "?")

@@ -14,6 +14,7 @@ from cranerec.experiments.report.context import Context, Group, _save, _spec_sou
 from cranerec.experiments.spec import ReportSection, lookup
 from cranerec.experiments.stats import mean_std
 from cranerec.experiments.store import RunRow
+from cranerec.train.rundir import RunDir
 
 #: Amazon-Baby's size in entities (users + items), the largest shape exact RCA is run at on CPU.
 BABY_USERS, BABY_ITEMS = 19445, 7050
@@ -197,7 +198,7 @@ def figure_embedding_map(
     axes = np.atleast_1d(fig.subplots(1, len(groups)))
     notes = []
     for ax, g in zip(axes, groups, strict=True):
-        with np.load(ctx.run_path(g.runs[0]) / "embeddings.npz", allow_pickle=False) as z:
+        with np.load(RunDir(ctx.run_path(g.runs[0])).embeddings, allow_pickle=False) as z:
             user_emb, item_emb = z["user_emb"][users], z["item_emb"][items]
         points = np.concatenate([user_emb, item_emb])
         tsne = TSNE(
