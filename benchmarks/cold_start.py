@@ -4,6 +4,7 @@ a popularity baseline and against random.
 
     python benchmarks/cold_start.py [--data ../shared/datasets/tiktok] [--models crane vbpr freedom]
                                     [--out runs/cold_start] [--seed 0] [--set key=value ...]
+                                    [--alternatives]
 
 Protocol:
 - cold items: 10% of the items drawn with ``--seed``; every interaction with them (train, valid
@@ -19,8 +20,8 @@ Protocol:
   the cold items by their real interaction counts, the user's own left out: information no
   cold-start method has, shown as a reference point, not as a baseline to beat.
 Then, per model, the serving options that let cold items compete in an all-items top-20
-(``Recommender.recommend(..., cold_slots=, cold_calibration=, cold_min_z=)``, see
-``docs/serving.md``), and the calibrations measured and not adopted (``--alternatives``), each
+(``Recommender.recommend(..., cold_slots=, cold_min_z=)``, see ``docs/serving.md``), and the
+score calibrations measured and not adopted (``--alternatives``, numpy over every score), each
 with: cold items per top-20 list (mean over every user with a held-out interaction), Recall@20
 of the cold items (users who interacted with one), Recall@20 of the warm held-out interactions
 (valid + test of the warm data: the cost), and Recall@20 of every held-out interaction, warm and

@@ -55,6 +55,7 @@ from cranerec.experiments.spec import (
     search_base_raw,
 )
 from cranerec.experiments.store import Store
+from cranerec.utils.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _sqlite_wal(engine) -> None:
 
 def open_study(spec: ExperimentSpec, url: str, worker: int = 0):
     """Create or load the spec's study with its sampler and pruner."""
-    import optuna
+    optuna = require("optuna", "experiments", "a hyper-parameter search")
 
     search = spec.search
     space = search_space(search)
@@ -338,7 +339,7 @@ def run_search(
 
 def load_trials(spec: ExperimentSpec, store: Store, storage: str | None = None):
     """The study's trials (``None`` when the study does not exist yet)."""
-    import optuna
+    optuna = require("optuna", "experiments", "a hyper-parameter search")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(spec, store, storage)

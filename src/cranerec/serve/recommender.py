@@ -744,8 +744,8 @@ class Recommender:
             features[m] = x
         try:
             self.add_items(features, ids)
-        except ItemExistsError as e:  # added by someone else meanwhile
-            raise ServeError(f"{ids_file}: {e}") from None
+        except RequestError as e:  # e.g. ids added meanwhile, vectors that would overflow
+            raise ServeError(f"new items in {folder}: {e}") from None
         return ids
 
     def check_cold_start(self) -> None:
@@ -817,25 +817,22 @@ class Recommender:
     def _check_provenance(self, file: Path, modality: str) -> None:
         """The new features' encoder and normalisation, where both sidecars say, must be the
         training features' (see ``add_items_from_dir``)."""
-        new = _read_sidecar(file.with_suffix(".json"))
         data = self.config.data
         folder = Path(data.features_dir or data.path)
+        if not folder.exists():  # e.g. the built-in synthetic data: no sidecar to compare
+            return
         folder = folder if folder.is_dir() else folder.parent
+        new = _read_sidecar(file.with_suffix(".json"))
         old = _read_sidecar(folder / f"{modality}_feat.json")
         if new is None or old is None:
             return
-        for what, get in (
-            ("encoder (model sha256)", lambda s: (s.get("model") or {}).get("sha256")),
-            ("normalisation", lambda s: s.get("normalisation")),
-        ):
-            a, b = get(new), get(old)
+        for what, key in (("encoder (model sha256)", "sha256"), ("normalisation", None)):
+            a, b = _sidecar_field(new, key), _sidecar_field(old, key)
             if a is not None and b is not None and a != b:
                 raise ServeError(
                     f"{file}: modality {modality!r} was encoded with another {what} ({a!r}) "
                     f"than the training features ({b!r}, {folder}): rebuild it the same way"
                 )
-
-    # ---------------------------------------------------------------- search
 
     def _search(
         self,
@@ -1176,6 +1173,14 @@ def _read_feature_file(
             f"{int(np.flatnonzero(bad)[0])})"
         )
     return x
+
+
+def _sidecar_field(sidecar: dict[str, Any], model_key: str | None) -> Any:
+    """``model.<model_key>`` of a sidecar, or its ``normalisation`` (None: not stated)."""
+    if model_key is None:
+        return sidecar.get("normalisation")
+    model = sidecar.get("model")
+    return model.get(model_key) if isinstance(model, dict) else None
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:

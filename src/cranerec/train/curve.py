@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+from cranerec.utils.extras import require
 from cranerec.utils.io import write_bytes_atomic
 
 
@@ -13,7 +14,8 @@ def plot_training_curve(
     metrics_path: str | Path, out_png: str | Path, stop_metric: str, title: str = ""
 ) -> Path:
     """Training loss and the validation stopping metric per epoch, best epoch marked."""
-    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+    # no pyplot: leaves the user's backend alone
+    Figure = require("matplotlib.figure", "experiments", "the training curve").Figure  # noqa: N806
 
     records = [json.loads(x) for x in Path(metrics_path).read_text(encoding="utf-8").splitlines()]
     epochs = [r["epoch"] for r in records]

@@ -15,6 +15,7 @@ from cranerec.experiments.spec import ReportSection, lookup
 from cranerec.experiments.stats import mean_std
 from cranerec.experiments.store import RunRow
 from cranerec.train.rundir import RunDir
+from cranerec.utils.extras import require
 
 #: Amazon-Baby's size in entities (users + items), the largest shape exact RCA is run at on CPU.
 BABY_USERS, BABY_ITEMS = 19445, 7050
@@ -23,7 +24,7 @@ BABY_USERS, BABY_ITEMS = 19445, 7050
 def figure_bars(
     ctx: Context, section: ReportSection, dataset: str, groups: list[Group], path: Path
 ) -> Path:
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
 
     metrics = section.metrics
     fig = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.2))
@@ -67,7 +68,7 @@ def figure_bars(
 def figure_heatmap(
     ctx: Context, section: ReportSection, dataset: str, groups: list[Group], path: Path
 ) -> Path | None:
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
 
     metric = section.metrics[0]
     cells: dict[tuple[Any, Any], float] = {}
@@ -118,7 +119,7 @@ def _sort_key(v: Any) -> tuple:
 def figure_curves(
     ctx: Context, section: ReportSection, dataset: str, groups: list[Group], path: Path
 ) -> Path:
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
 
     metric = section.metrics[0]
     fig = Figure(figsize=(7, 4.2))
@@ -174,8 +175,8 @@ def figure_embedding_map(
     """t-SNE (scikit-learn, cosine distance) of ``n_users`` users (stars) and their training
     items (dots, the user's colour), one panel per row; the same users in every panel. Returns
     the figure and one line per row with the mean cosine distance of users to their items."""
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
+    TSNE = require("sklearn.manifold", "experiments", "the embedding map").TSNE  # noqa: N806
 
     from cranerec.data.loaders import load_dataset
     from cranerec.train.config import resolve_config
@@ -263,7 +264,7 @@ def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple
     model and kind of data (synthetic shapes and real data are separate series, never joined),
     with linear and quadratic reference curves through the reference model's smallest point;
     real datasets drawn as squares, synthetic ones as circles."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
 
     # (model, synthetic) -> points; a model's synthetic shapes and real datasets are two series
     series: dict[tuple[str, bool], list[tuple[int, float, float, bool, RunRow]]] = defaultdict(list)
