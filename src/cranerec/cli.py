@@ -481,12 +481,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         faiss.omp_set_num_threads(args.threads)
     rec = Recommender.load(args.run_dir, index=args.index)
+    if args.new_items:
+        added = rec.add_items_from_dir(args.new_items)  # a ServeError naming the file: exit 2
+        _out(f"added {len(added):,} cold-start items from {args.new_items}")
+    elif rec.info()["cold_start"] and not args.read_only:
+        try:
+            rec.check_cold_start()  # builds the model now, not on the first POST /v1/items
+        except ValueError as e:
+            warnings.warn(f"POST /v1/items will answer 400: {e}", stacklevel=1)
     info = rec.info()
     _out(
         f"serving {info['model']} on {info['dataset']} ({info['n_users']:,} users, "
         f"{info['n_items']:,} items) at http://{args.host}:{args.port}  (docs: /docs)"
     )
-    uvicorn.run(create_app(rec), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(rec, allow_new_items=not args.read_only),
+        host=args.host, port=args.port, log_level=args.log_level,
+    )  # fmt: skip
     return 0
 
 
@@ -690,6 +701,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     sv.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"])
+    sv.add_argument(
+        "--new-items", metavar="DIR", help="add a feature folder (item_ids.txt + "
+        "<modality>_feat.npy, as `cranerec features` writes) as cold-start items at start",
+    )  # fmt: skip
+    sv.add_argument("--read-only", action="store_true", help="answer POST /v1/items with 403")
     sv.add_argument(
         "--threads",
         type=int,

@@ -27,8 +27,11 @@ import logging
 import math
 from collections.abc import Sequence
 
-import faiss
 import numpy as np
+
+from cranerec.utils.extras import require
+
+faiss = require("faiss", "serve", "vector search (cranerec serve, recommend)")
 
 log = logging.getLogger(__name__)
 
