@@ -175,6 +175,8 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from cranerec.data.loaders import mmrec_feature_settings, save_matrices, save_mmrec
 
+    if args.name is not None and args.to != "mmrec":
+        raise ValueError("--name names the .inter file of --to mmrec; a matrices folder has none")
     dataset = _load_for_data_command(args.src, args.format, args.set)
     if dataset.synthetic:
         _out(SYNTHETIC_BANNER)

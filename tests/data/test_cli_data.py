@@ -141,6 +141,14 @@ def test_set_does_not_swallow_the_positional_arguments_after_it(capsys, tmp_path
     assert load_dataset(path=str(out)).n_users == N_USERS
 
 
+def test_convert_name_is_refused_where_it_would_be_ignored(capsys, tmp_path, mmrec_dir):
+    code, _, err = run(
+        capsys, "data", "convert", str(mmrec_dir), str(tmp_path / "m"), "--to", "matrices",
+        "--name", "x",
+    )  # fmt: skip
+    assert code == 2 and "--name names the .inter file" in err and not (tmp_path / "m").exists()
+
+
 def test_convert_requires_target_format(capsys, tmp_path, mmrec_dir):
     with pytest.raises(SystemExit):
         main(["data", "convert", str(mmrec_dir), str(tmp_path / "x")])
