@@ -232,25 +232,29 @@ def _feature_files(directory: Path, config: DataConfig) -> dict[str, Path]:
     return out
 
 
+def read_feature_file(path: Path, name: str) -> np.ndarray:
+    """One ``<modality>_feat.npy``: a numeric [rows, width >= 1] array as float32, or a
+    ``DataError`` naming the file (never unpickled; an ``.npz`` under the name is refused)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
+        arr.close()
+        raise DataError(f"{path}: an .npz archive, not one .npy array (items x width)")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{path}: modality {name!r} has non-numeric dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise DataError(
+            f"{path}: modality {name!r} has shape {arr.shape}; it must be 2-D "
+            "[n_items, width] with width >= 1"
+        )
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by the callers' checks
+        return arr.astype(np.float32, copy=False)  # float16 on disk -> float32
+
+
 def _load_features(files: dict[str, Path]) -> dict[str, np.ndarray]:
-    feats = {}
-    for name, path in files.items():
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
-        if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
-            arr.close()
-            raise DataError(f"{path}: an .npz archive, not one .npy array (items x width)")
-        if not np.issubdtype(arr.dtype, np.number):
-            raise DataError(f"{path}: modality {name!r} has non-numeric dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] == 0:
-            raise DataError(
-                f"{path}: modality {name!r} has shape {arr.shape}; it must be 2-D "
-                "[n_items, width] with width >= 1"
-            )
-        feats[name] = arr.astype(np.float32, copy=False)  # float16 on disk -> float32
-    return feats
+    return {name: read_feature_file(path, name) for name, path in files.items()}
 
 
 def _finish(

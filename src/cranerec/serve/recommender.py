@@ -40,7 +40,8 @@ import torch
 import cranerec
 from cranerec.config import ConfigError
 from cranerec.data.dataset import SPLITS, Dataset
-from cranerec.data.loaders import FEAT_SUFFIX
+from cranerec.data.errors import DataError
+from cranerec.data.loaders import FEAT_SUFFIX, read_feature_file
 from cranerec.features.provenance import ITEM_IDS_FILE, read_item_ids
 from cranerec.models import get_model_class
 from cranerec.models.base import Model
@@ -1146,14 +1147,9 @@ def _read_feature_file(
     if not path.is_file():
         raise ServeError(f"new items: missing {path} (modality {modality!r})")
     try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ServeError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
-    if not isinstance(x, np.ndarray):  # an .npz archive under an .npy name
-        x.close()
-        raise ServeError(f"{path}: an .npz archive, not one .npy array (items x width)")
-    if not np.issubdtype(x.dtype, np.number) or x.ndim != 2:
-        raise ServeError(f"{path}: must be a 2-d numeric array, got {x.dtype} {x.shape}")
+        x = read_feature_file(path, modality)
+    except DataError as e:
+        raise ServeError(str(e)) from None
     if x.shape[0] != n_rows:
         raise ServeError(
             f"{path}: {x.shape[0]} rows, but {ids_file} lists {n_rows} ids (one row per id, in "
@@ -1164,8 +1160,6 @@ def _read_feature_file(
             f"{path}: width {x.shape[1]}, but the run's {modality!r} features have width "
             f"{width} (encoded with another model?)"
         )
-    with np.errstate(over="ignore"):
-        x = x.astype(np.float32, copy=False)
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise ServeError(
