@@ -132,6 +132,22 @@ def test_an_item_without_a_readable_image_is_an_error_naming_it(images, vision_m
     assert not (images / "out").exists()
 
 
+def test_a_missing_image_file_is_refused_before_any_image_is_embedded(
+    images, vision_model, monkeypatch
+):
+    # bug: with --on-missing error, every image was embedded before the missing one was reported
+    import cranerec.features.image as image_module
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("images were embedded before the missing file was reported")
+
+    monkeypatch.setattr(image_module, "embed_images", must_not_run)
+    items = table(images, [*good_rows("ab"), ("e", "img/nowhere.png"), *good_rows("cd")])
+    with pytest.raises(DataError, match=r"1 item\(s\) have a missing or unreadable image"):
+        build(items, images / "out", vision_model)
+    assert not (images / "out").exists()
+
+
 def test_on_missing_zero_gives_zero_rows_and_leaves_the_others_alone(images, vision_model, capsys):
     rows = [
         *good_rows("ab"),

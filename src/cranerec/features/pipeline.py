@@ -136,18 +136,25 @@ def build_image_features(
     root = Path(image_root) if image_root is not None else table.path.parent
     cells = [table.columns[image_col][r] for r in rows]
     paths = [(root / c) if c else None for c in cells]
+    none_read = DataError(
+        f"{table.path}: none of the {len(ids)} item(s) has a readable image (column "
+        f"{image_col!r}, paths relative to {root}), first: {ids[:5].tolist()}; check the "
+        "paths, or give their folder with --image-root"
+    )
+    what = f"a missing or unreadable image (column {image_col!r}, paths relative to {root})"
+    absent = np.array([p is None or not p.is_file() for p in paths], dtype=bool)
+    if absent.all():  # most often the wrong folder
+        raise none_read
+    # missing files are refused before a model is loaded or any image embedded; an unreadable
+    # one is only found by decoding it, below
+    _missing(ids, absent, what, table, on_missing)
     model_dir = Path(model)
     processor, net = load_image_model(model_dir, device)
     try:
         feat, ok = embed_images(paths, processor, net, batch_size=batch_size, progress=progress)
-    except DataError:  # not one image read: most often the wrong folder
-        raise DataError(
-            f"{table.path}: none of the {len(ids)} item(s) has a readable image (column "
-            f"{image_col!r}, paths relative to {root}), first: {ids[:5].tolist()}; check the "
-            "paths, or give their folder with --image-root"
-        ) from None
-    missing = _missing(ids, ~ok, f"a missing or unreadable image (column {image_col!r}, "
-                       f"paths relative to {root})", table, on_missing)  # fmt: skip
+    except DataError:  # not one image read
+        raise none_read from None
+    missing = _missing(ids, ~ok, what, table, on_missing)
     feat = _normalise(feat, normalize)
     path = write_features(out, modality, feat, ids, {
         "kind": "image",
