@@ -70,7 +70,7 @@ from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
-from cranerec.nn.gat import ACTIVATIONS as GAT_ACTIVATIONS
+from cranerec.nn.gat import ACTIVATIONS
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
@@ -99,7 +99,7 @@ class CAmgrConfig:
         from cranerec.config import ConfigError
 
         choices = {
-            "gat_activation": tuple(GAT_ACTIVATIONS), "item_graph_norm": ("row", "sym"),
+            "gat_activation": tuple(ACTIVATIONS), "item_graph_norm": ("row", "sym"),
             "attention_kernel": ("sdpa", "blocked"), "reg_scope": ("batch", "all"),
         }  # fmt: skip
         for key, allowed in choices.items():

@@ -54,6 +54,7 @@ from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     DROPEDGE_MODES,
     drop_edges,
+    edge_softmax,
     knn_graph,
     knn_join,
     propagate_joined,
@@ -70,9 +71,8 @@ from cranerec.models.base import (
 )
 from cranerec.models.registry import register
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
+from cranerec.nn.gat import ACTIVATIONS
 from cranerec.nn.losses import bpr_loss, l2_batch
-
-ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
 
 @dataclass
@@ -251,12 +251,7 @@ class CRANE(Model):
         items of q_m . x_i, q_m a learned vector per modality (zero at start: the mean)."""
         if self.config.profile == "attention":
             logits = x_items[self.edge_items] @ self.profile_query[modality]  # [E]
-            top = logits.new_full((self.n_users,), float("-inf")).scatter_reduce(
-                0, self.edge_users, logits, "amax", include_self=True
-            )
-            weights = torch.exp(logits - top[self.edge_users])  # [E]
-            norm = logits.new_zeros(self.n_users).index_add(0, self.edge_users, weights)
-            alpha = weights / norm[self.edge_users]
+            alpha = edge_softmax(logits, self.edge_users, self.n_users)  # [E]
             return x_items.new_zeros(self.n_users, x_items.shape[1]).index_add(
                 0, self.edge_users, alpha[:, None] * x_items[self.edge_items]
             )

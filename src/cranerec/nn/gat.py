@@ -19,7 +19,11 @@ from torch import nn
 
 from cranerec.graph.softmax import edge_softmax
 
-ACTIVATIONS = {"relu": nn.ReLU, "none": nn.Identity, "elu": nn.ELU}
+#: Activations a setting may name (CRANE's sigma, the GAT's), by name.
+ACTIVATIONS = {
+    "none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
+    "elu": nn.ELU,
+}  # fmt: skip
 
 
 class GraphAttention(nn.Module):
