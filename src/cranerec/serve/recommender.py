@@ -47,13 +47,13 @@ from cranerec.models import get_model_class
 from cranerec.models.base import Model
 from cranerec.serve.index import VectorIndex
 from cranerec.train.config import RunConfig
-from cranerec.train.run import (
+from cranerec.train.run import read_run_config
+from cranerec.train.rundir import (
     CONFIG_FILE,
     EMBEDDINGS_FILE,
     MODEL_FILE,
     RESULTS_FILE,
     SEEN_FILE,
-    read_run_config,
 )
 
 log = logging.getLogger(__name__)

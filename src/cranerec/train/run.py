@@ -35,7 +35,7 @@ from cranerec.train.config import (
     resolve_config,
 )
 from cranerec.train.curve import plot_training_curve
-from cranerec.train.rundir import (  # noqa: F401  (file names: serve imports them from here)
+from cranerec.train.rundir import (
     CONFIG_FILE,
     EMBEDDINGS_FILE,
     LOCK_FILE,
