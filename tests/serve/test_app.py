@@ -363,19 +363,31 @@ def test_schema_documents_errors_descriptions_and_examples(client):
 
 
 @pytest.mark.parametrize("key", ["user_id", None])
-def test_the_fast_answer_encoder_writes_what_json_dumps_writes(key):
-    # the service encodes 10,000-result answers without a dict per item; byte for byte the same
+def test_the_fast_answer_encoder_writes_what_json_dumps_means(key):
+    # the service encodes 10,000-result answers with orjson: the same JSON values as json.dumps
     import json
 
     import numpy as np
 
-    from cranerec.serve.app import _row_json
+    from cranerec.serve.app import _answer
     from cranerec.serve.recommender import RankedItems
 
     ids = np.array(["plain", 'quote"d', "back\\slash", "ünï😀", "tab\tnew\nline", "1e5"])
     scores = np.array([1.5, -0.25, 3.0e-8, 12345.678, 0.0, -7.0], dtype=np.float32)
-    for query in ('u"1', "7", None):
-        r = RankedItems(query, ids, scores)
-        row = {key: r.query, "items": r.items()} if key else {"items": r.items()}
-        expected = json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        assert _row_json(r, key) == expected
+    results = [RankedItems(query, ids, scores) for query in ('u"1', "7", None)]
+    rows = [{key: r.query, "items": r.items()} if key else {"items": r.items()} for r in results]
+    expected = json.dumps({"results": rows}, ensure_ascii=False, allow_nan=False)
+    body = _answer(results, key).body
+    assert json.loads(body) == json.loads(expected)
+    assert [x["score"] for x in json.loads(body)["results"][0]["items"]] == scores.tolist()
+
+
+def test_a_non_finite_score_is_a_server_fault_not_invalid_json():
+    import numpy as np
+
+    from cranerec.serve.app import _answer
+    from cranerec.serve.recommender import RankedItems, ServeError
+
+    bad = RankedItems("u", np.array(["a", "b"]), np.array([1.0, np.nan], dtype=np.float32))
+    with pytest.raises(ServeError, match="NaN or infinite"):
+        _answer([bad], "user_id")

@@ -48,7 +48,8 @@ OpenAPI schema is served at ``/openapi.json``, documented at ``/docs`` without t
 (see ``_add_docs``).
 
 A request's search and the encoding of its answer run in FastAPI's threadpool (faiss releases
-the GIL; the answer is encoded a row at a time, handing the GIL over between rows): one
+the GIL; the answer's rows are built one at a time, handing the GIL over between rows, and
+encoded by orjson): one
 large request does not hold up ``/health`` or small requests. A small one (at most
 ``INLINE_SCAN`` vector entries scanned, about 1 ms, and ``INLINE_RESULTS`` results) runs on the
 event loop, where it costs less than the hop to a worker thread. Answers are plain dicts
@@ -61,12 +62,13 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -396,34 +398,19 @@ class TooLargeError(Exception):
 
 def _answer(results: list[RankedItems], key: str | None) -> Response:
     """``{"results": [...]}`` as JSON, one row per ranked list (``key``: the name of its query
-    field, None for none). Encoded a row at a time, handing the GIL over after each row of a
-    multi-row answer: the C encoder keeps it for a whole call, and a thread that holds it by
-    computation passes it on only every ``sys.getswitchinterval()`` (5 ms), so one call over a
-    10,000-item answer would keep the event loop, and every other request, waiting."""
+    field, None for none), encoded by orjson (a 10,000-result answer in about 4 ms, a quarter of
+    what the json module takes). Rows are built one at a time, handing the GIL over after each
+    row of a multi-row answer: a thread that holds it by computation passes it on only every
+    ``sys.getswitchinterval()`` (5 ms), which would keep the event loop, and every small
+    request, waiting behind a large one."""
     rows = []
     for r in results:
-        rows.append(_row_json(r, key))
+        if not np.isfinite(r.scores).all():
+            raise ServeError("the model scored an item NaN or infinite; check the run's embeddings")
+        rows.append({key: r.query, "items": r.items()} if key else {"items": r.items()})
         if len(results) > 1:
             time.sleep(0)  # let the event loop run now, not after the switch interval
-    return Response(f'{{"results":[{",".join(rows)}]}}'.encode(), media_type="application/json")
-
-
-def _row_json(r: RankedItems, key: str | None) -> str:
-    """``json.dumps({key: query, "items": r.items()}, separators=(",", ":"))``, byte for byte,
-    without building a dict per item: ids through the json module's own (C) string encoder,
-    scores through ``repr`` as json writes floats. 10,000 results cost a few ms instead of tens
-    (``tests/serve`` compares both on every answer shape)."""
-    scores = r.scores.tolist()
-    if not all(map(math.isfinite, scores)):  # json.dumps(allow_nan=False) refuses these
-        row = {key: r.query, "items": r.items()} if key else {"items": r.items()}
-        return json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    esc = json.encoder.encode_basestring
-    items = ",".join(
-        f'{{"item_id":{i},"score":{s!r}}}'
-        for i, s in zip(map(esc, r.item_ids.tolist()), scores, strict=True)
-    )
-    head = f"{esc(key)}:{json.dumps(r.query, ensure_ascii=False)}," if key else ""
-    return f'{{{head}"items":[{items}]}}'
+    return Response(orjson.dumps({"results": rows}), media_type="application/json")
 
 
 def _check_results(n_queries: int, k: int, what: str) -> None:
