@@ -201,7 +201,7 @@ def compare(dump_path: str, data: str, atol: float) -> int:
     # From here on both use their S, so the rest of the function is compared on its own.
     sparse_s = theirs_s.to_sparse()
     model.adj_item, model.adj_item_t = sparse_s, theirs_s.T.contiguous().to_sparse()
-    rows.append(("full user-item graph", _max_diff(model.adj_full.to_dense(),
+    rows.append(("full user-item graph", _max_diff(model.graph.adj.to_dense(),
                                                     _dense(ref["norm_adj"], (n, n)))))  # fmt: skip
 
     model.eval()
@@ -211,7 +211,7 @@ def compare(dump_path: str, data: str, atol: float) -> int:
     rows.append(("items, full graph", _max_diff(item_full, ref["item_full"])))
 
     # The edges they kept -> our mask over our edge list.
-    eu, ei = model._edge_users, model._edge_items
+    eu, ei = model.graph.edge_users, model.graph.edge_items
     position = {(int(u), int(i)): k for k, (u, i) in enumerate(zip(eu, ei, strict=True))}
     m_idx = ref["masked_adj"][0]
     kept_pairs = {(int(u), int(i) - dataset.n_users) for u, i in m_idx.T.tolist() if u < dataset.n_users}  # fmt: skip
@@ -219,7 +219,7 @@ def compare(dump_path: str, data: str, atol: float) -> int:
     keep[[position[p] for p in kept_pairs]] = True
     model.train()
     set_kept_edges(model, keep)
-    rows.append(("pruned user-item graph", _max_diff(model.adj_train.to_dense(),
+    rows.append(("pruned user-item graph", _max_diff(model.graph.adj_train.to_dense(),
                                                       _dense(ref["masked_adj"], (n, n)))))  # fmt: skip
 
     print("\ngradients for one batch on the pruned graph:")

@@ -76,7 +76,7 @@ def test_models_lists_every_model_with_settings(capsys):
     assert "model.n_layers: int = 2" in out
     # every run's settings, and what a preset changes (not a copy of the defaults)
     assert "train.patience: int = 20" in out and "data.user_min: int = 4" in out
-    assert "eval.protocol: str = 'mmrec'" in out
+    assert "eval.protocol: 'mmrec' | 'strict' = 'mmrec'" in out
     assert "preset tiktok changes: model.semantic_user='mean'" in out
 
 
@@ -164,12 +164,12 @@ def test_serve_port_out_of_range_is_a_usage_error(capsys):
 
 
 def test_an_unexpected_error_is_one_line_and_v_shows_the_traceback(monkeypatch, capsys):
-    import cranerec.cli as cli
+    import cranerec.cli.models as models_command
 
     def broken(args):
         raise TypeError("boom")
 
-    monkeypatch.setattr(cli, "_cmd_models", broken)
+    monkeypatch.setattr(models_command, "_cmd_models", broken)
     assert main(["models"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: TypeError: boom" in err and "-v" in err
@@ -243,11 +243,11 @@ def test_a_warning_is_printed_once_per_command():
     import sys
 
     code = (
-        "import warnings, cranerec.cli as cli\n"
+        "import warnings, cranerec.cli as cli, cranerec.cli.models as models_command\n"
         "def warns(args):\n"
         "    for _ in range(3): warnings.warn('the same thing', UserWarning, stacklevel=1)\n"
         "    return 0\n"
-        "cli._cmd_models = warns\n"
+        "models_command._cmd_models = warns\n"
         "assert cli.main(['models']) == 0 and cli.main(['models']) == 0\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -93,3 +93,39 @@ def test_data_path_is_stored_absolute_and_compared_by_target(tmp_path, monkeypat
     rel["data"]["path"] = "d"
     assert config_differences(rel, cfg.to_dict()) == []
     assert config_differences(rel, build_config(overrides=["train.lr=0.1"]).to_dict())
+
+
+def test_a_config_is_checked_when_built_and_cannot_change_in_place():
+    # no invalid settings object exists: built from a dict or directly, it is checked at once
+    import dataclasses
+
+    from cranerec.models.camgr import CAmgrConfig
+    from cranerec.models.crane import CRANEConfig
+    from cranerec.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="profile 'maximum' is not one of"):
+        CRANEConfig(profile="maximum")
+    with pytest.raises(ConfigError, match="gat_activation 'gelu' is not one of"):
+        CAmgrConfig(gat_activation="gelu")
+    with pytest.raises(ConfigError, match="negative_pool 'some' is not one of"):
+        TrainConfig(negative_pool="some")
+    with pytest.raises(ConfigError, match="reg_weight must be >= 0"):
+        CRANEConfig(reg_weight=-1.0)
+    config = build_config(model="crane")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model.knn_k = 3
+    changed = dataclasses.replace(config.model, knn_k=3)
+    assert (changed.knn_k, config.model.knn_k) == (3, 10)
+    with pytest.raises(ConfigError, match="knn_k must be >= 0"):
+        dataclasses.replace(config.model, knn_k=-3)
+
+
+def test_speed_only_settings_may_change_on_resume():
+    from cranerec.train.config import config_differences
+
+    a = build_config(model="crane").to_dict()
+    b = build_config(model="crane", overrides=["model.rca_block_size=512"]).to_dict()
+    c = build_config(model="crane", overrides=["model.rca_rounds=2"]).to_dict()
+    assert a["model"]["rca_block_size"] != b["model"]["rca_block_size"]
+    assert config_differences(a, b) == []
+    assert config_differences(a, c) == ["model.rca_rounds"]

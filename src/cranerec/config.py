@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 
 
 def _type_name(tp: Any) -> str:
+    if get_origin(tp) is typing.Literal:  # the values themselves: 'sum' | 'mean'
+        return " | ".join(repr(v) for v in get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -98,7 +100,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ``ConfigError``.
-    After construction ``validate()`` is called when the class defines it."""
+    A ``Settings`` class checks itself when built; for any other class ``validate()`` is called
+    after construction when it defines one."""
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping of settings, got {data!r}")
     data = dict(data or {})
@@ -117,14 +120,37 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     }
     for name, value in kwargs.items():
         _check_sign(name, value, f"{where}.{name}" if where else name)
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
+    try:
+        obj = cls(**kwargs)  # a Settings subclass checks itself here
+        validate = getattr(obj, "validate", None)
+        if callable(validate) and not isinstance(obj, Settings):
             validate()
-        except ConfigError as e:
-            raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
     return obj
+
+
+class Settings:
+    """Base of the config dataclasses (declare them ``@dataclass(frozen=True)`` and change them
+    with ``dataclasses.replace``). A settings object is checked when it is built, by
+    ``from_dict`` or directly: a ``Literal`` field holds one of its values, a weight, rate or
+    size is not negative (``NON_NEGATIVE``, ``POSITIVE``), then the class's own ``validate()``
+    (cross-field rules) runs. An invalid object never exists."""
+
+    #: Settings that change speed or memory only, not results (beyond float rounding): left out
+    #: of a run's id and free to change on resume (e.g. a block size). A model's config names its.
+    RUNTIME: typing.ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, tp = getattr(self, f.name), hints[f.name]
+            if get_origin(tp) is typing.Literal and value not in get_args(tp):
+                raise ConfigError(f"{f.name} {value!r} is not one of {list(get_args(tp))}")
+            _check_sign(f.name, value, f.name)
+        validate = getattr(self, "validate", None)
+        if callable(validate):
+            validate()
 
 
 #: Settings that are weights, rates, counts or sizes by name: a negative value is always a

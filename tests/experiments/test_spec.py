@@ -1,10 +1,13 @@
 """Specs: validated on load with errors that name the bad key; runs resolved in a fixed order;
 run ids that change exactly when the results could; the built-in suites load and state caps."""
 
+import dataclasses
+
 import pytest
 
 from cranerec.config import ConfigError
 from cranerec.experiments.spec import (
+    ID_FREE_KEYS,
     builtin_suites,
     expand_env,
     load_spec,
@@ -99,7 +102,8 @@ def test_run_id_changes_exactly_when_results_could():
     )[0].config
     assert run_id(same, "fp", "1.0") == rid  # threads, progress bars do not change results
     moved = runs_of(parse_spec(tiny_spec()))[0].config
-    moved.data.path = "/elsewhere"  # the data's content is in the fingerprint, not its path
+    # the data's content is in the fingerprint, not its path
+    moved = dataclasses.replace(moved, data=dataclasses.replace(moved.data, path="/elsewhere"))
     assert run_id(moved, "fp", "1.0") == rid
     lr = runs_of(parse_spec(tiny_spec(base={"train": {"epochs": 2, "lr": 0.01}})))[0].config
     assert run_id(lr, "fp", "1.0") != rid
@@ -144,3 +148,24 @@ def test_main_compares_every_registered_model():
     main = load_spec("main")
     assert {m.name for m in main.models} == set(MODELS)
     assert {m.name for m in load_spec("main", smoke=True).models} == set(MODELS)
+
+
+def test_a_block_size_is_not_part_of_a_run_id_and_older_ids_stay_valid():
+    import hashlib
+    import json
+
+    from cranerec.train import build_config
+
+    crane = build_config(model="crane")
+    rid = run_id(crane, "fp", "1.0")
+    bigger = dataclasses.replace(crane, model=dataclasses.replace(crane.model, rca_block_size=512))
+    assert run_id(bigger, "fp", "1.0") == rid
+    rounds = dataclasses.replace(crane, model=dataclasses.replace(crane.model, rca_rounds=1))
+    assert run_id(rounds, "fp", "1.0") != rid
+    # the id as it was computed before block sizes left it (the whole model section hashed):
+    # runs stored then, at the default block size, keep their ids
+    old = crane.to_dict()
+    for section, key in ID_FREE_KEYS:
+        old[section].pop(key, None)
+    blob = json.dumps({"config": old, "data": "fp", "version": "1.0"}, sort_keys=True, default=str)
+    assert rid == hashlib.sha256(blob.encode()).hexdigest()[:16]

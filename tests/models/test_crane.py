@@ -110,8 +110,8 @@ def test_without_item_graph_h_is_zero_and_the_contrastive_term_vanishes(tiny_dat
     _, parts = model.loss(_batch(tiny_data))
     assert parts["cl"] == 0
     user_emb, item_emb = model.export_embeddings()
-    e = model.eval().collaborative()
-    torch.testing.assert_close(item_emb, e[model.n_users :].detach())
+    _, e_i = model.eval().collaborative()
+    torch.testing.assert_close(item_emb, e_i.detach())
 
 
 def test_cl_weight_zero_removes_exactly_the_contrastive_term(tiny_data):
@@ -267,15 +267,15 @@ def test_a_node_left_without_edges_by_dropedge_keeps_its_layer_zero_embedding(ti
     model = _model(tiny_data, dropedge="paper", activation="relu")
     model.train()
     model.pre_epoch(0, np.random.default_rng(0))
-    adj = model.adj_train.to_dense()
+    adj = model.graph.adj_train.to_dense()
     isolated = torch.nonzero(adj[: model.n_users].abs().sum(1) == 0).flatten()
     assert len(isolated) > 0  # the literal rule leaves users without edges
-    e = model.collaborative().detach()
+    e = model.collaborative()[0].detach()  # [n_users, d]
     u = int(isolated[0])
     torch.testing.assert_close(e[u], model.user_emb[u].detach() / (model.config.ui_layers + 1))
     assert e[u].abs().sum() > 0
     model.eval()  # the full graph at inference
-    assert model.adj_full.to_dense()[u].abs().sum() > 0
+    assert model.graph.adj.to_dense()[u].abs().sum() > 0
 
 
 def test_rca_rounds_change_only_the_refinement(tiny_data):

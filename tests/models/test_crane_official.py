@@ -49,7 +49,7 @@ def test_shares_freedoms_graphs(tiny_data):
     assert torch.equal(ours.adj_item.to_dense(), freedom.adj_item.to_dense())
     ours.pre_epoch(0, np.random.default_rng(5))
     freedom.pre_epoch(0, np.random.default_rng(5))
-    assert torch.equal(ours.adj_train.to_dense(), freedom.adj_train.to_dense())
+    assert torch.equal(ours.graph.adj_train.to_dense(), freedom.graph.adj_train.to_dense())
     graph = ours.adj_item.to_dense().clone()
     ours.pre_epoch(1, np.random.default_rng(6))
     assert torch.equal(ours.adj_item.to_dense(), graph)  # frozen across epochs

@@ -61,7 +61,7 @@ def test_item_graph_stays_frozen_while_the_pruned_graph_is_resampled(tiny_data):
     raw = {m: x.copy() for m, x in tiny_data.features.items()}
     item_graph = model.adj_item.to_dense().clone()
     model.pre_epoch(0, np.random.default_rng(0))
-    first = model.adj_train.to_dense().clone()
+    first = model.graph.adj_train.to_dense().clone()
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
     model.loss(_batch())[0].backward()
     opt.step()  # the features are fine-tuned (as in the reference)...
@@ -69,7 +69,7 @@ def test_item_graph_stays_frozen_while_the_pruned_graph_is_resampled(tiny_data):
     assert not np.array_equal(feature, raw[model.modalities[0]])
     model.pre_epoch(1, np.random.default_rng(1))
     assert torch.equal(model.adj_item.to_dense(), item_graph)  # ...but the graph stays frozen
-    assert not torch.equal(model.adj_train.to_dense(), first)  # the pruning is resampled
+    assert not torch.equal(model.graph.adj_train.to_dense(), first)  # the pruning is resampled
     for m, x in raw.items():  # fine-tuning never writes into the dataset
         np.testing.assert_array_equal(tiny_data.features[m], x)
 
@@ -82,9 +82,11 @@ def test_pruning_keeps_the_reference_count_and_renormalises(tiny_data, dropout):
     keep = model.pruned_edges(np.random.default_rng(3))
     assert keep.sum() == n_keep
     model.pre_epoch(0, np.random.default_rng(3))
-    assert model.adj_train.to_dense().count_nonzero() == 2 * n_keep
+    assert model.graph.adj_train.to_dense().count_nonzero() == 2 * n_keep
     expected = oracle.ui_graph(model.n_users, model.n_items, users[keep], items[keep])
-    np.testing.assert_allclose(model.adj_train.to_dense().numpy(), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        model.graph.adj_train.to_dense().numpy(), expected, rtol=1e-6, atol=1e-7
+    )
 
 
 def test_pruning_prefers_edges_between_low_degree_nodes(tiny_data):
@@ -100,10 +102,10 @@ def test_pruning_prefers_edges_between_low_degree_nodes(tiny_data):
 def test_no_dropout_and_inference_use_the_full_graph(tiny_data):
     model = _model(tiny_data, dropout=0.0)
     model.pre_epoch(0, np.random.default_rng(0))
-    assert model.adj_train is model.adj_full
+    assert model.graph.adj_train is None  # training propagates over graph.adj
     users, items = _edges(tiny_data)
     full = oracle.ui_graph(model.n_users, model.n_items, users, items)
-    np.testing.assert_allclose(model.adj_full.to_dense().numpy(), full, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.graph.adj.to_dense().numpy(), full, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(("n_ui_layers", "n_mm_layers"), [(2, 1), (1, 2)])

@@ -3,6 +3,7 @@ letting them surface in all-items rankings (``cold_slots``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -88,7 +89,7 @@ def test_models_without_content_say_so_as_a_request_error(make_run, tiny_data):
 
 
 def test_many_items_are_computed_in_chunks_with_the_same_vectors(vbpr, tiny_data, monkeypatch):
-    import cranerec.serve.recommender as module
+    import cranerec.serve.cold_start as module
 
     rows = list(range(0, 120, 3))
     vbpr.add_items(_features(tiny_data, rows), [f"a{r}" for r in rows])
@@ -219,7 +220,9 @@ def test_a_bad_feature_folder_is_refused_naming_the_file(
     sidecar = {"model": {"sha256": "0" * 64}, "normalisation": "none"}
     folder = _write_folder(tmp_path / "new", tiny_data, [0, 1], ["a", "b"], sidecar)
     (tmp_path / "train").mkdir()
-    rec.config.data.path = str(tmp_path / "train")  # where the training features' sidecars are
+    # where the training features' sidecars are
+    data = dataclasses.replace(rec.config.data, path=str(tmp_path / "train"))
+    rec.config = dataclasses.replace(rec.config, data=data)
     with pytest.raises(ServeError, match=message):
         rec.add_items_from_dir(_folder_case(case, folder, tiny_data))
     assert rec.n_items == 120

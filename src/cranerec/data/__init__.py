@@ -1,18 +1,13 @@
 """Data layer: the in-memory ``Dataset``, loaders for MMRec / pickled-matrix / raw formats,
 validation, k-core filtering and splitting, and the synthetic default dataset."""
 
+from cranerec.data.config import DataConfig
 from cranerec.data.dataset import SPLITS, Dataset
 from cranerec.data.errors import DataError
-from cranerec.data.loaders import (
-    DataConfig,
-    detect_format,
-    load_dataset,
-    load_matrices,
-    load_mmrec,
-    load_raw,
-    save_matrices,
-    save_mmrec,
-)
+from cranerec.data.loaders import detect_format, load_dataset
+from cranerec.data.matrices import load_matrices, save_matrices
+from cranerec.data.mmrec import load_mmrec, save_mmrec
+from cranerec.data.raw import load_raw
 from cranerec.data.split import PAPER_SPLIT_SEEDS, kcore_filter, split_per_user
 from cranerec.data.synthetic import make_synthetic
 from cranerec.data.validate import DataWarning

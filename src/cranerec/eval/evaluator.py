@@ -19,34 +19,33 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.eval.metrics import METRICS, metrics_from_hits
 from cranerec.utils.ranking import topk_items
 
-PROTOCOLS = ("mmrec", "strict")
+Protocol = Literal["mmrec", "strict"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 
-@dataclass
-class EvalConfig:
+@dataclass(frozen=True)
+class EvalConfig(Settings):
     """Evaluation settings. ``protocol``: ``mmrec`` (default) or ``strict`` (= mmrec with
     ``mask_valid_at_test``)."""
 
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    protocol: str = "mmrec"
+    protocol: Protocol = "mmrec"
     mask_valid_at_test: bool = False
     user_batch_size: int = 0  # 0 = auto: 256 on CPU (score block stays in cache), 4096 on GPU
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol {self.protocol!r} is not one of {list(PROTOCOLS)}")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers, got {self.ks}")
         bad = [m for m in self.metrics if m not in METRICS]

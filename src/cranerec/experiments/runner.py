@@ -72,13 +72,13 @@ def _fingerprint(store: Store, config, cache: DataCache) -> tuple[str, dict[str,
 def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
     """Resolve every run of ``spec``, compute its id and record the spec and its runs in the
     store (new runs pending; known ones keep their status)."""
+    from cranerec.train.config import with_absolute_data_path
+
     store.register_spec(spec.name, spec.source, spec.text, spec.smoke)
     cache = DataCache()
     rows = []
     for run in runs_of(spec):
-        config = run.config
-        if config.data.path != "synthetic" and Path(config.data.path).exists():
-            config.data.path = str(Path(config.data.path).resolve())
+        config = with_absolute_data_path(run.config)
         fingerprint, info = _fingerprint(store, config.data, cache)
         rows.append({
             "run_id": run_id(config, fingerprint), "model": run.model, "dataset": run.dataset,
@@ -197,7 +197,7 @@ def execute(
     run_dir = store.run_dir(run_id_)
     try:
         config = resolve_config(row.config)
-        place(config, threads, device)
+        config = place(config, threads, device)
         dataset = (cache or DataCache()).get(config.data)
         if dataset.fingerprint != row.fingerprint:
             raise RuntimeError(

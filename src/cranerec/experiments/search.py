@@ -227,7 +227,7 @@ class Objective:
                 )
         params = {key: dim.suggest(trial, key) for key, dim in self.space.items()}
         config = resolve_config(deep_merge(self.base, nested(params)))
-        place(config, self.threads, self.device)
+        config = place(config, self.threads, self.device)
         dataset = self.cache.get(config.data)
         metric = self.spec.search.metric
         if metric not in _valid_keys(config):

@@ -5,6 +5,7 @@ module; neither imports the other's internals.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,13 +72,12 @@ class DataCache:
         return self._data[key]
 
 
-def place(config, threads: int, device: str | None = None) -> None:
-    """Set what this worker decides about a run, none of it part of the run's id: its torch
-    threads, no progress bar, and ``device`` when given (else the one its config names)."""
-    config.train.threads = threads
-    config.train.progress = False
-    if device is not None:
-        config.train.device = device
+def place(config, threads: int, device: str | None = None):
+    """``config`` with what this worker decides about a run, none of it part of the run's id:
+    its torch threads, no progress bar, and ``device`` when given (else the one it names)."""
+    device = config.train.device if device is None else device
+    train = dataclasses.replace(config.train, threads=threads, progress=False, device=device)
+    return dataclasses.replace(config, train=train)
 
 
 def configure_child(threads: int) -> None:

@@ -1,5 +1,6 @@
-"""Graph building shared by every model: user-item adjacency, normalisation, kNN item graphs,
-edge dropping, and conversion to torch sparse tensors."""
+"""Graph building shared by every model: the user-item graph (``UserItemGraph``: adjacency,
+edge sampling, propagation), normalisation, kNN item graphs, edge dropping, and conversion to
+torch sparse tensors."""
 
 from cranerec.graph.adjacency import (
     bipartite_adjacency,
@@ -7,7 +8,12 @@ from cranerec.graph.adjacency import (
     normalize_adjacency,
     to_torch_sparse,
 )
-from cranerec.graph.dropedge import DROPEDGE_MODES, drop_edges, edge_keep_probability
+from cranerec.graph.dropedge import (
+    DROPEDGE_MODES,
+    DropEdgeMode,
+    drop_edges,
+    edge_keep_probability,
+)
 from cranerec.graph.knn import (
     knn_adjacency,
     knn_graph,
@@ -19,10 +25,11 @@ from cranerec.graph.knn import (
 )
 from cranerec.graph.propagate import propagate, propagate_joined, sparse_mm
 from cranerec.graph.softmax import edge_softmax
+from cranerec.graph.user_item import GraphNorm, UserItemGraph
 
 __all__ = [
-    "DROPEDGE_MODES", "drop_edges", "edge_keep_probability",
-    "edge_softmax",
+    "DROPEDGE_MODES", "DropEdgeMode", "drop_edges", "edge_keep_probability",
+    "edge_softmax", "GraphNorm", "UserItemGraph",
     "bipartite_adjacency", "kept_edges_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
     "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
     "knn_join", "knn_laplacian_join", "normalize_joined", "propagate_joined",

@@ -7,9 +7,12 @@ resumed run draws exactly what the uninterrupted run drew.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-DROPEDGE_MODES = ("none", "paper", "degree_sampled")
+DropEdgeMode = Literal["none", "paper", "degree_sampled"]
+DROPEDGE_MODES: tuple[str, ...] = get_args(DropEdgeMode)
 
 
 def edge_keep_probability(

@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from cranerec.data.dataset import Dataset
-from cranerec.graph import kept_edges_adjacency
 
 BatchKind = Literal["triples", "positives", "none"]
 
@@ -155,28 +153,6 @@ def feature_projections(
     """One ``nn.Linear(width_m, width)`` per modality, from the feature table's width (PyTorch's
     default initialisation; created in ``modalities`` order)."""
     return nn.ModuleDict({m: nn.Linear(features[m].shape[1], width, bias=bias) for m in modalities})
-
-
-def attach_ui_graph(module: nn.Module, train: sp.spmatrix) -> None:
-    """The user-item graph of a model that samples its edges each epoch: the training edges
-    (``module._edge_users``, ``module._edge_items``, numpy) and two buffers, ``adj_full`` (the
-    symmetric-normalised graph of every edge; inference) and ``adj_train`` (the graph training
-    propagates over: ``adj_full`` until ``set_kept_edges`` replaces it)."""
-    coo = train.tocoo()
-    module._edge_users, module._edge_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    n_users, n_items = train.shape
-    every = np.ones(coo.nnz, dtype=bool)
-    full = kept_edges_adjacency(module._edge_users, module._edge_items, every, n_users, n_items)
-    module.register_buffer("adj_full", full, persistent=False)
-    module.register_buffer("adj_train", module.adj_full, persistent=False)
-
-
-def set_kept_edges(module: nn.Module, keep: np.ndarray) -> None:
-    """Make ``adj_train`` the graph of the training edges with ``keep`` true (degrees counted on
-    the kept edges), on the model's device."""
-    n_users, n_items = module.n_users, module.n_items
-    adj = kept_edges_adjacency(module._edge_users, module._edge_items, keep, n_users, n_items)
-    module.adj_train = adj.to(module.adj_full.device)
 
 
 def item_features(module: nn.Module, modality: str) -> torch.Tensor:

@@ -52,8 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
-from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
+from cranerec.graph import UserItemGraph
 from cranerec.models.base import (
     Batch,
     Model,
@@ -66,8 +67,8 @@ from cranerec.models.registry import register
 from cranerec.nn.losses import frobenius_reg
 
 
-@dataclass
-class BM3Config:
+@dataclass(frozen=True)
+class BM3Config(Settings):
     """BM3 settings (see the module docstring for the paper symbols)."""
 
     embedding_dim: int = 64
@@ -78,8 +79,6 @@ class BM3Config:
     tune_features: bool = True  # the feature tables are trained, as in MMRec
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if self.embedding_dim < 1 or self.n_layers < 0:
             raise ConfigError("embedding_dim must be >= 1 and n_layers >= 0")
         if not 0 <= self.dropout < 1:
@@ -114,8 +113,7 @@ class BM3(Model):
         d = config.embedding_dim
         self.user_emb = xavier_embedding(self.n_users, d)
         self.item_emb = xavier_embedding(self.n_items, d)
-        adj = normalize_adjacency(bipartite_adjacency(dataset.train), "sym")
-        self.register_buffer("adj_norm", to_torch_sparse(adj), persistent=False)
+        self.graph = UserItemGraph(dataset.train)  # D^{-1/2} A D^{-1/2}
         self.predictor = nn.Linear(d, d)  # f_p
         nn.init.xavier_normal_(self.predictor.weight)
         self.modalities = dataset.modalities
@@ -130,9 +128,8 @@ class BM3(Model):
 
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(h_u [n_users, d], h_i [n_items, d]): the graph's outputs before the predictor."""
-        emb = torch.cat([self.user_emb, self.item_emb])  # [U + I, d]
-        out = propagate(self.adj_norm, emb, self.config.n_layers, adj_t=self.adj_norm)
-        return out[: self.n_users], out[self.n_users :] + self.item_emb
+        users, items = self.graph.propagate(self.user_emb, self.item_emb, self.config.n_layers)
+        return users, items + self.item_emb
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         user_h, item_h = self.encode()

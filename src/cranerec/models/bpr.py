@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
+from cranerec.config import Settings
 from cranerec.data.dataset import Dataset
 from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
-@dataclass
-class BPRConfig:
+@dataclass(frozen=True)
+class BPRConfig(Settings):
     """``embedding_dim``: d; ``reg_weight``: lambda of the L2 term on the batch's embeddings."""
 
     embedding_dim: int = 64

@@ -50,12 +50,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     knn_graph,
@@ -70,41 +72,36 @@ from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
-from cranerec.nn.gat import ACTIVATIONS
+from cranerec.nn.gat import Activation
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
-@dataclass
-class CAmgrConfig:
+@dataclass(frozen=True)
+class CAmgrConfig(Settings):
     """CAmgr settings; the defaults are the paper's reported point, the rest MGCN's (see
     docs/camgr.md, "Unreported settings")."""
+
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"attention_kernel", "attention_block_size"})
 
     embedding_dim: int = 64  # d (Sec. 4.4)
     gat_layers: int = 2  # L, unreported (MGCN's n_ui_layers)
     gat_negative_slope: float = 0.2  # GAT's LeakyReLU slope (Eq. 8)
-    gat_activation: str = "relu"  # sigma of Eq. 7 (ReLU in the paper)
+    gat_activation: Activation = "relu"  # sigma of Eq. 7 (ReLU in the paper)
     gat_self_loops: bool = False  # N(n) = the neighbours only (Eq. 7)
     knn_k: int = 15  # k (Sec. 5.3.1: 15 on Sports and Clothing, 20 on Baby)
-    item_graph_norm: str = "row"  # Eq. 12: "row" D^{-1} S' (printed) | "sym" D^{-1/2} S' D^{-1/2}
+    item_graph_norm: Literal["row", "sym"] = (
+        "row"  # Eq. 12: D^{-1} S' (printed) | D^{-1/2} S' D^{-1/2}
+    )
     query_modality: str = "text"  # Q of Eq. 16; absent from the data: its last modality
     mlp_ratio: int = 4  # MLP hidden width / d (Eq. 20, 23; unreported)
-    attention_kernel: str = "sdpa"  # "sdpa" | "blocked" (exact, memory-bounded both)
-    attention_block_size: int = 256  # rows per block of the blocked kernel (benchmark)
+    attention_kernel: Literal["sdpa", "blocked"] = "sdpa"  # exact, memory-bounded both
+    attention_block_size: int = 256  # rows per block of the blocked kernel (benchmark); RUNTIME
     cl_weight: float = 0.01  # alpha_1 (Sec. 5.3.2)
     temperature: float = 0.2  # tau (Sec. 4.4)
     reg_weight: float = 1e-4  # alpha_2, unreported (MGCN's)
-    reg_scope: str = "batch"  # "batch": the batch's ID rows | "all": every parameter (Eq. 31)
+    reg_scope: Literal["batch", "all"] = "batch"  # the batch's ID rows | every parameter (Eq. 31)
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
-        choices = {
-            "gat_activation": tuple(ACTIVATIONS), "item_graph_norm": ("row", "sym"),
-            "attention_kernel": ("sdpa", "blocked"), "reg_scope": ("batch", "all"),
-        }  # fmt: skip
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key} {getattr(self, key)!r} is not one of {list(allowed)}")
         if min(self.embedding_dim, self.knn_k, self.mlp_ratio, self.attention_block_size) < 1:
             raise ConfigError(
                 "embedding_dim, knn_k, mlp_ratio and attention_block_size must be >= 1"

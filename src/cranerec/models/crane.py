@@ -44,15 +44,18 @@ steps reuse them as constants (as LATTICE does). ``"step"`` rebuilds at every st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
-    DROPEDGE_MODES,
+    DropEdgeMode,
+    UserItemGraph,
     drop_edges,
     edge_softmax,
     knn_graph,
@@ -64,60 +67,51 @@ from cranerec.graph import (
 from cranerec.models.base import (
     Batch,
     Model,
-    attach_ui_graph,
     feature_projections,
-    set_kept_edges,
     xavier_embedding,
 )
 from cranerec.models.registry import register
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
-from cranerec.nn.gat import ACTIVATIONS
+from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
-@dataclass
-class CRANEConfig:
+@dataclass(frozen=True)
+class CRANEConfig(Settings):
     """CRANE settings (see the module docstring for the paper symbols)."""
+
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size"})
 
     embedding_dim: int = 64
     ui_layers: int = 2
     ii_layers: int = 1
     gcn_weights: bool = True
-    activation: str = "none"
-    dropedge: str = "degree_sampled"
+    activation: Activation = "none"
+    dropedge: DropEdgeMode = "degree_sampled"
     dropedge_keep: float = 0.8
     rca_rounds: int = 3
     rca_width: int = 64
     rca_share_weights: bool = True
-    rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py)
+    rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py); RUNTIME
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
-    rca_value_scale: str = "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
-    feature_norm: str = "l2"  # per item, before profiles: "l2" | "none"
-    profile: str = "sum"  # Eq. 5: "sum" | "mean" | "max" | "attention" (Sec. 4.8)
-    semantic_user: str = "sum"  # Eq. 16: h_u = "sum" | "mean" | "sqrt" (sum / sqrt(|N_u|))
+    rca_value_scale: Literal["mean", "none"] = (
+        "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
+    )
+    feature_norm: Literal["l2", "none"] = "l2"  # per item, before profiles
+    profile: Literal["sum", "mean", "max", "attention"] = "sum"  # Eq. 5 (attention: Sec. 4.8)
+    semantic_user: Literal["sum", "mean", "sqrt"] = "sum"  # Eq. 16; sqrt: sum / sqrt(|N_u|)
     exclude_target: bool = False  # training: leave the scored positive's own term out of h_u
     project_before_profile: bool = False  # True: project item features, then aggregate
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     late_fusion: bool = False  # ablation w/o dual fusion: two branches trained apart
     knn_k: int = 10
-    graph_cadence: str = "epoch"
+    graph_cadence: Literal["epoch", "step"] = "epoch"
     cl_weight: float = 0.1
     temperature: float = 0.2
     reg_weight: float = 1e-4
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
-        choices = {
-            "activation": tuple(ACTIVATIONS), "dropedge": DROPEDGE_MODES,
-            "rca_value_scale": ("mean", "none"), "feature_norm": ("l2", "none"),
-            "profile": ("sum", "mean", "max", "attention"), "semantic_user": ("sum", "mean", "sqrt"),
-            "graph_cadence": ("epoch", "step"),
-        }  # fmt: skip
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key} {getattr(self, key)!r} is not one of {list(allowed)}")
         if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
             raise ConfigError("embedding_dim, rca_rounds, rca_width and knn_k must be >= 1")
         if self.profile == "attention" and not self.project_before_profile:
@@ -188,7 +182,7 @@ class CRANE(Model):
         )
         self.act = ACTIVATIONS[config.activation]()
 
-        attach_ui_graph(self, dataset.train)  # adj_full; adj_train resampled per epoch (Eq. 2)
+        self.graph = UserItemGraph(dataset.train)  # edge-dropped per epoch in training (Eq. 2)
         interactions = to_torch_sparse(dataset.train)  # R [n_users, n_items], binary
         self.register_buffer("interactions", interactions, persistent=False)
         self.register_buffer("interactions_t", to_torch_sparse(dataset.train.T), persistent=False)
@@ -217,8 +211,12 @@ class CRANE(Model):
                 f"fusion {config.fusion!r} is neither one of {list(fusions)} nor a modality of "
                 f"{dataset.name!r} ({', '.join(self.modalities)})"
             )
-        self.register_buffer("edge_users", torch.from_numpy(self._edge_users), persistent=False)
-        self.register_buffer("edge_items", torch.from_numpy(self._edge_items), persistent=False)
+        self.register_buffer(
+            "edge_users", torch.from_numpy(self.graph.edge_users), persistent=False
+        )
+        self.register_buffer(
+            "edge_items", torch.from_numpy(self.graph.edge_items), persistent=False
+        )
         n_entities = self.n_users + self.n_items
         self.rca = None if config.fusion != "rca" else RecursiveCrossModalAttention(
             len(self.modalities), config.rca_width, rounds=config.rca_rounds,
@@ -238,10 +236,10 @@ class CRANE(Model):
     def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:
         """Resample the edge-dropped user-item graph (Eq. 2); schedule the item-graph rebuild."""
         keep = drop_edges(
-            self._edge_users, self._edge_items, self.n_users, self.n_items,
+            self.graph.edge_users, self.graph.edge_items, self.n_users, self.n_items,
             self.config.dropedge, rng, self.config.dropedge_keep,
         )  # fmt: skip
-        set_kept_edges(self, keep)
+        self.graph.keep_edges(keep)
         self._rebuild = True
 
     def _profiles(self, x_items: torch.Tensor, modality: str | None = None) -> torch.Tensor:
@@ -324,17 +322,14 @@ class CRANE(Model):
 
     # ---------------------------------------------------------------- forward and loss
 
-    def collaborative(self) -> torch.Tensor:
-        """Eq. 3-4 on the sampled graph in training, the full graph otherwise; layer mean."""
-        adj = self.adj_train if self.training else self.adj_full
-        emb = torch.cat([self.user_emb, self.item_emb])
-        layers = [emb]
-        for layer in range(self.config.ui_layers):
-            msg = sparse_mm(adj, layers[-1], adj)
-            if self.gcn is not None:
-                msg = self.gcn[layer](msg)
-            layers.append(self.act(msg))
-        return torch.stack(layers).mean(dim=0)
+    def collaborative(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 3-4 on the sampled graph in training, the full graph otherwise; layer mean:
+        (e_u [n_users, d], e_i [n_items, d])."""
+
+        def layer(i: int, msg: torch.Tensor) -> torch.Tensor:  # sigma(W^(l) A E^(l-1))
+            return self.act(self.gcn[i](msg) if self.gcn is not None else msg)
+
+        return self.graph.propagate(self.user_emb, self.item_emb, self.config.ui_layers, layer)
 
     def _user_weight(self) -> torch.Tensor:
         """[n_users, 1]: the weight of each of a user's items in h_u (Eq. 16, ``semantic_user``)."""
@@ -344,8 +339,7 @@ class CRANE(Model):
         return 1.0 / self.user_deg if rule == "mean" else self.user_deg.rsqrt()
 
     def _views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        e = self.collaborative()
-        e_u, e_i = e[: self.n_users], e[self.n_users :]
+        e_u, e_i = self.collaborative()
         if not self.config.item_graph:  # ablation w/o item graph: h = 0
             return e_u, e_i, torch.zeros_like(e_u), torch.zeros_like(e_i)
         idx, values = self._current_graph()
@@ -445,8 +439,7 @@ class CRANE(Model):
         )  # [n_new, k] among the trained items, ties by the lower index
         values = sim.clamp(min=0)
         values = values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        e = self.collaborative()
-        h = self.sem_item_emb if self.config.late_fusion else e[self.n_users :]  # h^(0)
+        h = self.sem_item_emb if self.config.late_fusion else self.collaborative()[1]  # h^(0)
 
         def step(h: torch.Tensor) -> torch.Tensor:  # S~ h over the trained items (Eq. 15)
             return (self.graph_values.unsqueeze(-1) * h[self.graph_idx]).sum(dim=1)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cranerec.config import ConfigError
 from cranerec.data.dataset import Dataset
 from cranerec.models.base import Batch
 from cranerec.models.frozen_graph import FREEDOM_POINT, FrozenGraphConfig, FrozenGraphModel
@@ -57,7 +58,7 @@ from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss
 
 
-@dataclass
+@dataclass(frozen=True)
 class CRANEOfficialConfig(FrozenGraphConfig):
     """FREEDOM's graph settings plus ``num_heads`` of the attention (4 in the code)."""
 
@@ -66,8 +67,6 @@ class CRANEOfficialConfig(FrozenGraphConfig):
     def validate(self) -> None:
         super().validate()
         if self.num_heads < 1 or self.embedding_dim % self.num_heads:
-            from cranerec.config import ConfigError
-
             raise ConfigError(
                 f"num_heads={self.num_heads} must be >= 1 and divide embedding_dim={self.embedding_dim}"
             )

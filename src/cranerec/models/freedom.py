@@ -70,6 +70,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cranerec.config import ConfigError
 from cranerec.models.base import (
     Batch,
 )
@@ -79,7 +80,7 @@ from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss
 
 
-@dataclass
+@dataclass(frozen=True)
 class FREEDOMConfig(FrozenGraphConfig):
     """``reg_weight``: the weight of the per-modality BPR terms (the reference's name; no L2)."""
 
@@ -88,8 +89,6 @@ class FREEDOMConfig(FrozenGraphConfig):
     def validate(self) -> None:
         super().validate()
         if self.reg_weight < 0:
-            from cranerec.config import ConfigError
-
             raise ConfigError(f"reg_weight must be >= 0, got {self.reg_weight}")
 
 

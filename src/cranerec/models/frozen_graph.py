@@ -11,12 +11,13 @@ from functools import partial
 import numpy as np
 import torch
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
+    UserItemGraph,
     drop_edges,
     knn_join,
     mixed_knn_adjacency,
-    propagate,
     propagate_joined,
     sparse_mm,
     to_torch_sparse,
@@ -24,17 +25,15 @@ from cranerec.graph import (
 from cranerec.models.base import (
     Model,
     attach_item_features,
-    attach_ui_graph,
     feature_projections,
     image_first,
     item_features,
-    set_kept_edges,
     xavier_embedding,
 )
 
 
-@dataclass
-class FrozenGraphConfig:
+@dataclass(frozen=True)
+class FrozenGraphConfig(Settings):
     """Settings shared by FREEDOM and ``crane_official`` (see the FREEDOM module docstring)."""
 
     embedding_dim: int = 64
@@ -47,8 +46,6 @@ class FrozenGraphConfig:
     tune_features: bool = True  # the reference fine-tunes the raw features
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if min(self.embedding_dim, self.knn_k) < 1:
             raise ConfigError("embedding_dim and knn_k must be >= 1")
         if self.n_ui_layers < 0 or self.n_mm_layers < 0:
@@ -116,30 +113,27 @@ class FrozenGraphModel(Model):
         self.register_buffer("adj_item_t", to_torch_sparse(adj_item.T), persistent=False)
 
         # The user-item graph: full (inference) and pruned (training, resampled per epoch).
-        attach_ui_graph(self, dataset.train)
+        self.graph = UserItemGraph(dataset.train)
 
     # ---------------------------------------------------------------- graphs
 
     def pruned_edges(self, rng: np.random.Generator) -> np.ndarray:
         """Boolean mask of the training edges kept this epoch: floor((1 - dropout) |E|) of them,
         weighted by 1/sqrt(d_u d_i) (the reference's count, floor included)."""
-        n_edges = len(self._edge_users)
+        n_edges = len(self.graph.edge_users)
         n_keep = int(n_edges * (1.0 - self.config.dropout))
         if n_keep < 1:
             raise ValueError(
                 f"dropout={self.config.dropout} keeps no edge of the {n_edges} training edges"
             )
         return drop_edges(
-            self._edge_users, self._edge_items, self.n_users, self.n_items,
+            self.graph.edge_users, self.graph.edge_items, self.n_users, self.n_items,
             "degree_sampled", rng, keep_ratio=n_keep / n_edges,
         )  # fmt: skip
 
     def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:
         """Resample the pruned user-item graph (the item graph stays frozen)."""
-        if self.config.dropout <= 0.0:
-            self.adj_train = self.adj_full
-            return
-        set_kept_edges(self, self.pruned_edges(rng))
+        self.graph.keep_edges(self.pruned_edges(rng) if self.config.dropout > 0.0 else None)
 
     # ---------------------------------------------------------------- forward
 
@@ -154,10 +148,7 @@ class FrozenGraphModel(Model):
 
     def collaborative(self) -> tuple[torch.Tensor, torch.Tensor]:
         """LightGCN layer mean on the pruned graph in training, the full graph otherwise."""
-        adj = self.adj_train if self.training else self.adj_full
-        emb = torch.cat([self.user_emb, self.item_emb])  # [U + I, d]
-        out = propagate(adj, emb, self.config.n_ui_layers, adj_t=adj)  # symmetric
-        return out[: self.n_users], out[self.n_users :]
+        return self.graph.propagate(self.user_emb, self.item_emb, self.config.n_ui_layers)
 
     def item_graph_input(self) -> torch.Tensor:
         """What goes through the frozen item graph: [n_items, d]."""

@@ -86,21 +86,18 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
-    bipartite_adjacency,
+    UserItemGraph,
     knn_laplacian,
     knn_laplacian_join,
-    normalize_adjacency,
-    propagate,
     propagate_joined,
     sparse_mm,
-    to_torch_sparse,
 )
 from cranerec.models.base import (
     Batch,
@@ -116,8 +113,8 @@ from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
-@dataclass
-class LATTICEConfig:
+@dataclass(frozen=True)
+class LATTICEConfig(Settings):
     """LATTICE settings (see the module docstring for the reference's names)."""
 
     embedding_dim: int = 64
@@ -131,8 +128,6 @@ class LATTICEConfig:
     tune_features: bool = True  # the reference fine-tunes the raw features
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if min(self.embedding_dim, self.projection_dim, self.knn_k) < 1:
             raise ConfigError("embedding_dim, projection_dim and knn_k must be >= 1")
         if self.n_ui_layers < 0 or self.n_mm_layers < 0:
@@ -200,11 +195,7 @@ class LATTICE(Model):
                 persistent=False,
             )
 
-        # The user-item graph D^{-1} (A + I) and its transpose (it is not symmetric).
-        adj = bipartite_adjacency(dataset.train)
-        adj = normalize_adjacency(adj + sp.identity(adj.shape[0], dtype="float32"), "row")
-        self.register_buffer("adj_ui", to_torch_sparse(adj), persistent=False)
-        self.register_buffer("adj_ui_t", to_torch_sparse(adj.T), persistent=False)
+        self.graph = UserItemGraph(dataset.train, "row_self")  # D^{-1} (A + I)
 
         # The item graph S of the current epoch, detached (rebuilt on the epoch's first step).
         self._adj_item: torch.Tensor | None = None
@@ -263,9 +254,7 @@ class LATTICE(Model):
 
     def collaborative(self) -> tuple[torch.Tensor, torch.Tensor]:
         """LightGCN layer mean over D^{-1} (A + I): ([n_users, d], [n_items, d])."""
-        emb = torch.cat([self.user_emb, self.item_emb])  # [U + I, d]
-        out = propagate(self.adj_ui, emb, self.config.n_ui_layers, adj_t=self.adj_ui_t)
-        return out[: self.n_users], out[self.n_users :]
+        return self.graph.propagate(self.user_emb, self.item_emb, self.config.n_ui_layers)
 
     def semantic_items(self) -> torch.Tensor:
         """h = S^{n_mm_layers} I: [n_items, d]."""

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 import torch
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
-from cranerec.graph import bipartite_adjacency, normalize_adjacency, propagate, to_torch_sparse
+from cranerec.graph import UserItemGraph
 from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
-@dataclass
-class LightGCNConfig:
+@dataclass(frozen=True)
+class LightGCNConfig(Settings):
     """``n_layers``: K propagation layers; ``reg_weight``: L2 on the batch's layer-0 embeddings."""
 
     embedding_dim: int = 64
@@ -22,8 +23,6 @@ class LightGCNConfig:
     reg_weight: float = 1e-4
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if self.n_layers < 0 or self.embedding_dim < 1:
             raise ConfigError("n_layers must be >= 0 and embedding_dim >= 1")
 
@@ -48,13 +47,10 @@ class LightGCN(Model):
         super().__init__(dataset, config)
         self.user_emb = xavier_embedding(self.n_users, config.embedding_dim)
         self.item_emb = xavier_embedding(self.n_items, config.embedding_dim)
-        adj = normalize_adjacency(bipartite_adjacency(dataset.train), "sym")
-        self.register_buffer("adj_norm", to_torch_sparse(adj), persistent=False)
+        self.graph = UserItemGraph(dataset.train)  # D^{-1/2} A D^{-1/2}
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = torch.cat([self.user_emb, self.item_emb])  # [U + I, d]
-        out = propagate(self.adj_norm, emb, self.config.n_layers, adj_t=self.adj_norm)  # symmetric
-        return out[: self.n_users], out[self.n_users :]
+        return self.graph.propagate(self.user_emb, self.item_emb, self.config.n_layers)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user_out, item_out = self.forward()

@@ -50,11 +50,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, sparse_mm, to_torch_sparse
 from cranerec.models.base import Batch, Model
@@ -62,25 +64,21 @@ from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss
 
 
-@dataclass
-class MMGCNConfig:
+@dataclass(frozen=True)
+class MMGCNConfig(Settings):
     """MMGCN settings (see the module docstring for the paper symbols and the reference)."""
 
     embedding_dim: int = 64
     n_layers: int = 3  # the reference's effective depth (its n_layers: 2 is ignored)
     latent_dim: int = 256
     mlp_modalities: list[str] = field(default_factory=lambda: ["image"])
-    fusion: str = "mean"  # "mean" (MMRec) | "sum" (the paper)
+    fusion: Literal["mean", "sum"] = "mean"  # mean: MMRec; sum: the paper
     freeze_embeddings: bool = True  # MMRec and the authors' code never train them
     reg_weight: float = 1e-4
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if min(self.embedding_dim, self.n_layers, self.latent_dim) < 1:
             raise ConfigError("embedding_dim, n_layers and latent_dim must be >= 1")
-        if self.fusion not in ("mean", "sum"):
-            raise ConfigError(f"fusion {self.fusion!r} is not one of ['mean', 'sum']")
 
 
 #: MMRec's setting: its MMGCN.yaml (embedding 64, reg_weight 1e-4 from the grid; the n_layers it

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cranerec.config import Settings
 from cranerec.data.dataset import Dataset
 from cranerec.models.base import Model
 from cranerec.models.registry import register
 
 
-@dataclass
-class PopConfig:
+@dataclass(frozen=True)
+class PopConfig(Settings):
     """No settings: popularity is counted on the training split."""
 
 

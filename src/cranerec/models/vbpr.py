@@ -43,22 +43,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.models.base import Batch, Model, xavier_embedding
 from cranerec.models.registry import register
 from cranerec.nn.losses import bpr_loss, frobenius_reg
 
 
-@dataclass
-class VBPRConfig:
+@dataclass(frozen=True)
+class VBPRConfig(Settings):
     """``embedding_dim``: d (the scoring vectors have width 2d); ``reg_weight``: lambda."""
 
     embedding_dim: int = 64
     reg_weight: float = 1e-4
 
     def validate(self) -> None:
-        from cranerec.config import ConfigError
-
         if self.embedding_dim < 1 or self.reg_weight < 0:
             raise ConfigError("embedding_dim must be >= 1 and reg_weight >= 0")
 

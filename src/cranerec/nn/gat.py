@@ -14,13 +14,17 @@ incoming edges gets act(0).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from cranerec.graph.softmax import edge_softmax
 
 #: Activations a setting may name (CRANE's sigma, the GAT's), by name.
-ACTIVATIONS = {
+#: The activations a setting may name (``Activation``), and their modules.
+Activation = Literal["none", "relu", "leaky_relu", "tanh", "elu"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
     "elu": nn.ELU,
 }  # fmt: skip

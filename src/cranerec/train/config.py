@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cranerec.config import ConfigError, deep_merge, from_dict, to_dict
+from cranerec.config import ConfigError, Settings, deep_merge, from_dict, to_dict
 from cranerec.data.loaders import DataConfig
 from cranerec.eval.evaluator import EvalConfig
 from cranerec.models import get_model_class
-from cranerec.train.sampler import NEGATIVE_POOLS
+from cranerec.train.sampler import NegativePool
 from cranerec.utils.env import usable_physical_cores
 
 DEFAULT_MODEL = "lightgcn"
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(Settings):
     """Training-loop settings (model-agnostic; MMRec's defaults).
 
     ``negative_pool``: ``all`` (uniform over every item) or ``seen`` (MMRec's items-seen-in-
@@ -44,7 +44,7 @@ class TrainConfig:
     patience: int = 20
     stop_metric: str = "recall@20"
     time_budget_s: float | None = None
-    negative_pool: str = "all"
+    negative_pool: NegativePool = "all"
     threads: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -57,10 +57,6 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.lr_decay <= 1 or self.lr_decay_every < 1:
             raise ConfigError("lr_decay must be in (0, 1] and lr_decay_every >= 1")
-        if self.negative_pool not in NEGATIVE_POOLS:
-            raise ConfigError(
-                f"negative_pool {self.negative_pool!r} is not one of {list(NEGATIVE_POOLS)}"
-            )
         if "@" not in self.stop_metric:
             raise ConfigError(f"stop_metric must look like recall@20, got {self.stop_metric!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -72,8 +68,8 @@ class TrainConfig:
         return self.threads or usable_physical_cores()
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(Settings):
     """Everything one training run needs. ``model`` is the model's own config dataclass."""
 
     model_name: str = DEFAULT_MODEL
@@ -161,15 +157,38 @@ RESUME_FREE_KEYS = {
 }  # fmt: skip
 
 
+def runtime_keys(model_name: str) -> set[tuple[str, str]]:
+    """``RESUME_FREE_KEYS`` and the model's own speed-only settings (its config's ``RUNTIME``,
+    e.g. ``("model", "rca_block_size")``): what may change between a run and its resume."""
+    try:
+        runtime = get_model_class(model_name).Config.RUNTIME
+    except (KeyError, ValueError, AttributeError):  # an unknown model: its own error comes later
+        runtime = frozenset()
+    return RESUME_FREE_KEYS | {("model", key) for key in runtime}
+
+
+def with_settings(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
+    """``config`` with the settings in ``changes`` (``{"train": {"threads": 2}, "model":
+    {...}}``) changed, each section checked again as it is built."""
+    sections = {}
+    for section, values in changes.items():
+        if not values:
+            continue
+        current = getattr(config, section)
+        sections[section] = from_dict(type(current), {**to_dict(current), **values}, section)
+    return dataclasses.replace(config, **sections) if sections else config
+
+
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two ``RunConfig.to_dict()`` forms, ignoring
-    settings that do not affect results."""
+    settings that do not affect results (``runtime_keys``)."""
+    free = runtime_keys(str((a.get("model") or {}).get("name", "")))
     out = []
     for section in sorted(set(a) | set(b)):
         va, vb = a.get(section), b.get(section)
         if isinstance(va, dict) and isinstance(vb, dict):
             for key in sorted(set(va) | set(vb)):
-                if (section, key) in RESUME_FREE_KEYS or va.get(key) == vb.get(key):
+                if (section, key) in free or va.get(key) == vb.get(key):
                     continue
                 if (section, key) == ("data", "path") and _same_path(va.get(key), vb.get(key)):
                     continue
@@ -181,6 +200,17 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def _same_path(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def with_absolute_data_path(config: RunConfig) -> RunConfig:
+    """``config`` with its data path absolute when it names an existing file or folder, so that
+    a stored run (``cranerec evaluate RUN_DIR``) reads its data from any directory."""
+    path = config.data.path
+    if path == "synthetic" or not Path(path).exists():
+        return config
+    return dataclasses.replace(
+        config, data=dataclasses.replace(config.data, path=str(Path(path).resolve()))
+    )
 
 
 def replace(config: RunConfig, **changes: Any) -> RunConfig:

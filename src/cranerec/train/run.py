@@ -33,6 +33,7 @@ from cranerec.train.config import (
     config_differences,
     replace,
     resolve_config,
+    with_absolute_data_path,
 )
 from cranerec.train.curve import plot_training_curve
 from cranerec.train.rundir import (
@@ -93,11 +94,7 @@ def build_config(
         flags.setdefault("train", {})["threads"] = threads
     if isinstance(raw.get("model"), str):
         raw["model"] = {"name": raw["model"]}
-    config = resolve_config(deep_merge(raw, flags))
-    if config.data.path != "synthetic" and Path(config.data.path).exists():
-        # Stored absolute so that `cranerec evaluate RUN_DIR` works from any directory.
-        config.data.path = str(Path(config.data.path).resolve())
-    return config
+    return with_absolute_data_path(resolve_config(deep_merge(raw, flags)))
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:

@@ -9,6 +9,7 @@ Negatives are drawn uniformly from a pool and are never a training positive of t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +17,8 @@ import torch
 
 from cranerec.models.base import Batch, BatchKind
 
-NEGATIVE_POOLS = ("all", "seen")
+NegativePool = Literal["all", "seen"]
+NEGATIVE_POOLS: tuple[str, ...] = get_args(NegativePool)
 
 
 class InteractionSampler:
