@@ -56,7 +56,7 @@ def test_item_graph_is_a_row_normalised_brute_force_top_k(tiny_data, project_fir
     with torch.no_grad():
         xs = []
         for m in model.modalities:
-            raw, proj = getattr(model, f"feat_{m}"), model.project[m]
+            raw, proj = model.features[m], model.project[m]
             x_items = proj(raw)
             profiles = dense @ x_items if project_first else proj(dense @ raw)
             xs.append(torch.cat([profiles, x_items]))
@@ -142,7 +142,7 @@ def test_average_fusion_is_the_mean_of_per_modality_cosine_similarities(tiny_dat
         x = model.fused_item_features()
         x = torch.nn.functional.normalize(x, dim=1)
         sims = [
-            torch.nn.functional.normalize(model.project[m](getattr(model, f"feat_{m}")), dim=1)
+            torch.nn.functional.normalize(model.project[m](model.features[m]), dim=1)
             for m in model.modalities
         ]
         mean_sim = sum(s @ s.T for s in sims) / len(sims)

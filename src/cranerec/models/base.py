@@ -125,22 +125,6 @@ class Model(nn.Module):
         return cls.items_from_features is not Model.items_from_features
 
 
-def attach_item_features(
-    module: nn.Module, features: dict[str, np.ndarray], modalities: list[str], trainable: bool
-) -> None:
-    """Float32 copies of the item features on ``module``, one table [n_items, width] per
-    modality: parameters in ``module.features`` (fine-tuned, as the MMRec references do; the
-    dataset is never written) or, when not ``trainable``, buffers ``feat_<modality>`` (and
-    ``module.features`` is None). Read them back with ``item_features``."""
-    tables = {m: torch.tensor(features[m], dtype=torch.float32) for m in modalities}
-    module.features = (
-        nn.ParameterDict({m: nn.Parameter(x) for m, x in tables.items()}) if trainable else None
-    )
-    if not trainable:
-        for m, x in tables.items():
-            module.register_buffer(f"feat_{m}", x, persistent=False)
-
-
 def image_first(modalities, image_modality: str) -> list[str]:
     """The modalities with ``image_modality`` first (the MMRec references' v_feat slot, which
     gets their image weight), the others in the order given."""
@@ -153,13 +137,6 @@ def feature_projections(
     """One ``nn.Linear(width_m, width)`` per modality, from the feature table's width (PyTorch's
     default initialisation; created in ``modalities`` order)."""
     return nn.ModuleDict({m: nn.Linear(features[m].shape[1], width, bias=bias) for m in modalities})
-
-
-def item_features(module: nn.Module, modality: str) -> torch.Tensor:
-    """The table ``attach_item_features`` put on ``module`` for ``modality``."""
-    if module.features is not None:
-        return module.features[modality]
-    return getattr(module, f"feat_{modality}")
 
 
 def xavier_embedding(n: int, dim: int) -> nn.Parameter:

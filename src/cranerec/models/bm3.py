@@ -58,12 +58,11 @@ from cranerec.graph import UserItemGraph
 from cranerec.models.base import (
     Batch,
     Model,
-    attach_item_features,
     feature_projections,
-    item_features,
     xavier_embedding,
 )
 from cranerec.models.registry import register
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import frobenius_reg
 
 
@@ -117,14 +116,16 @@ class BM3(Model):
         self.predictor = nn.Linear(d, d)  # f_p
         nn.init.xavier_normal_(self.predictor.weight)
         self.modalities = dataset.modalities
-        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
+        self.features = ItemFeatures(
+            dataset.features, self.modalities, trainable=config.tune_features
+        )
         self.project = feature_projections(dataset.features, self.modalities, d)  # f_m
         for layer in self.project.values():
             nn.init.xavier_normal_(layer.weight)
 
     def feature_table(self, modality: str) -> torch.Tensor:
         """The item feature table [n_items, width] of ``modality`` (trained or fixed)."""
-        return item_features(self, modality)
+        return self.features[modality]
 
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(h_u [n_users, d], h_i [n_items, d]): the graph's outputs before the predictor."""

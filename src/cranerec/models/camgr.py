@@ -73,6 +73,7 @@ from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
 from cranerec.nn import GraphAttention, blocked_softmax_attention, info_nce, sdpa_attention
 from cranerec.nn.gat import Activation
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
@@ -198,10 +199,7 @@ class CAmgr(Model):
         self.sources = others or [self.query_modality]  # one modality: self-attention
 
         # Eq. 1-6: raw features (constants), alignment and ID-guided gates per modality.
-        for m in self.modalities:
-            self.register_buffer(
-                f"feat_{m}", torch.from_numpy(dataset.features[m]).clone(), persistent=False
-            )
+        self.features = ItemFeatures(dataset.features, self.modalities)
         self.align = nn.ModuleDict(
             {m: _xavier_linear(dataset.features[m].shape[1], d) for m in self.modalities}
         )
@@ -271,7 +269,7 @@ class CAmgr(Model):
 
     def purified(self, modality: str) -> torch.Tensor:
         """H''_m (Eq. 1-6): [n_items, d]."""
-        aligned = self.align[modality](getattr(self, f"feat_{modality}"))  # Eq. 1 [I, d]
+        aligned = self.align[modality](self.features[modality])  # Eq. 1 [I, d]
         mean_user = sparse_mm(self.item_users, self.user_emb, self.item_users_t)  # Eq. 2-4
         return (self.item_emb + mean_user) * torch.sigmoid(self.gate[modality](aligned))
 
@@ -349,7 +347,7 @@ class CAmgr(Model):
         h_n = self.collaborative()
         views = self.modality_views()
         for m in self.modalities:
-            trained = getattr(self, f"feat_{m}")
+            trained = self.features[m]
             idx, sim = knn_join(features[m].to(device, torch.float32), trained, k)
             deg = None
             if self.config.item_graph_norm == "sym":  # the trained rows' sums

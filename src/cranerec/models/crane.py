@@ -73,6 +73,7 @@ from cranerec.models.base import (
 from cranerec.models.registry import register
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
 from cranerec.nn.gat import ACTIVATIONS, Activation
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
@@ -191,11 +192,9 @@ class CRANE(Model):
 
         # Item features per modality: normalised once, projected to a common width (Fig. 3).
         self.modalities = list(dataset.features)
-        for m in self.modalities:
-            x = torch.from_numpy(dataset.features[m])
-            if config.feature_norm == "l2":
-                x = F.normalize(x, dim=1)
-            self.register_buffer(f"feat_{m}", x, persistent=False)
+        self.features = ItemFeatures(
+            dataset.features, self.modalities, normalize=config.feature_norm
+        )
         self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
         # Attention-weighted profiles: one query vector per modality (Sec. 4.8, our definition).
         self.profile_query = (
@@ -276,7 +275,7 @@ class CRANE(Model):
         entities); their rows follow the trained items' in the result."""
         fusion = self.config.fusion
         mods = [fusion] if fusion in self.modalities else self.modalities
-        feats = {m: getattr(self, f"feat_{m}") for m in mods}
+        feats = {m: self.features[m] for m in mods}
         if new_items is not None:
             feats = {m: torch.cat([feats[m], new_items[m]]) for m in mods}
         x_items = [self.project[m](feats[m]) for m in mods]  # [N, w] each
@@ -286,9 +285,7 @@ class CRANE(Model):
                     self._profiles(x[: self.n_items], m) for x, m in zip(x_items, mods, strict=True)
                 ]
             else:  # profiles of the raw features (Eq. 5 literally), projected afterwards
-                profiles = [
-                    self.project[m](self._profiles(getattr(self, f"feat_{m}"), m)) for m in mods
-                ]
+                profiles = [self.project[m](self._profiles(self.features[m], m)) for m in mods]
             entities = [torch.cat([p, x]) for p, x in zip(profiles, x_items, strict=True)]
             n_rows = x_items[0].shape[0]  # n_items (+ new items)
             rows = torch.arange(self.n_users, self.n_users + n_rows, device=x_items[0].device)

@@ -24,12 +24,11 @@ from cranerec.graph import (
 )
 from cranerec.models.base import (
     Model,
-    attach_item_features,
     feature_projections,
     image_first,
-    item_features,
     xavier_embedding,
 )
+from cranerec.nn.item_features import ItemFeatures
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,9 @@ class FrozenGraphModel(Model):
         # The image modality first (it gets mm_image_weight, as the reference's v_feat does);
         # without one, the dataset's order.
         self.modalities = image_first(dataset.features, config.image_modality)
-        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
+        self.features = ItemFeatures(
+            dataset.features, self.modalities, trainable=config.tune_features
+        )
         self.project = feature_projections(
             dataset.features, self.modalities, d, bias=self.projection_bias
         )
@@ -139,7 +140,7 @@ class FrozenGraphModel(Model):
 
     def feature(self, modality: str) -> torch.Tensor:
         """The raw (or fine-tuned) features x^m of every item: [n_items, width_m]."""
-        return item_features(self, modality)
+        return self.features[modality]
 
     def projected(self, modality: str, idx: torch.Tensor | None = None) -> torch.Tensor:
         """P^m = W_m x^m + b_m for the items ``idx`` (all items when None): [len(idx), d]."""

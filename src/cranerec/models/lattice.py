@@ -102,14 +102,13 @@ from cranerec.graph import (
 from cranerec.models.base import (
     Batch,
     Model,
-    attach_item_features,
     feature_projections,
     image_first,
-    item_features,
     xavier_embedding,
 )
 from cranerec.models.presets import MMREC_TRAIN
 from cranerec.models.registry import register
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import bpr_loss, l2_batch
 
 
@@ -182,7 +181,9 @@ class LATTICE(Model):
         # Raw features (copied: fine-tuning must not write into the dataset) and their
         # projections (the reference's image_trs / text_trs), image first.
         self.modalities = image_first(dataset.features, config.image_modality)
-        attach_item_features(self, dataset.features, self.modalities, config.tune_features)
+        self.features = ItemFeatures(
+            dataset.features, self.modalities, trainable=config.tune_features
+        )
         self.project = feature_projections(dataset.features, self.modalities, config.projection_dim)
         k_mod = len(self.modalities)
         self.modal_weight = nn.Parameter(torch.full((k_mod,), 0.5)) if k_mod > 1 else None
@@ -206,7 +207,7 @@ class LATTICE(Model):
 
     def feature(self, modality: str) -> torch.Tensor:
         """The raw (or fine-tuned) features x^m of every item: [n_items, width_m]."""
-        return item_features(self, modality)
+        return self.features[modality]
 
     def modality_weights(self) -> torch.Tensor:
         """w = softmax(modal_weight): [K] (a constant 1 for one modality)."""

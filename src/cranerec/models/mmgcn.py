@@ -61,6 +61,7 @@ from cranerec.data.dataset import Dataset
 from cranerec.graph import bipartite_adjacency, normalize_adjacency, sparse_mm, to_torch_sparse
 from cranerec.models.base import Batch, Model
 from cranerec.models.registry import register
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import bpr_loss
 
 
@@ -173,10 +174,7 @@ class MMGCN(Model):
         self.register_buffer("adj_mean", to_torch_sparse(adj), persistent=False)
         self.register_buffer("adj_mean_t", to_torch_sparse(adj.T), persistent=False)
         self.modalities = dataset.modalities
-        for m in self.modalities:
-            self.register_buffer(
-                f"feat_{m}", torch.from_numpy(dataset.features[m]), persistent=False
-            )
+        self.features = ItemFeatures(dataset.features, self.modalities)
         self.gcn = nn.ModuleDict({
             m: ModalityGCN(self.n_users, dataset.features[m].shape[1], config,
                            mlp=m in config.mlp_modalities)
@@ -185,7 +183,7 @@ class MMGCN(Model):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         reps = [
-            self.gcn[m](self.adj_mean, self.adj_mean_t, getattr(self, f"feat_{m}"), self.id_emb)
+            self.gcn[m](self.adj_mean, self.adj_mean_t, self.features[m], self.id_emb)
             for m in self.modalities
         ]
         out = torch.stack(reps).sum(0)  # [U + I, d]

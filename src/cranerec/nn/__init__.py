@@ -1,12 +1,15 @@
-"""Reusable layers: blocked attention kernels, graph attention, CRANE's RCA, losses."""
+"""Reusable layers: item feature tables, blocked attention kernels, graph attention, CRANE's
+RCA, losses."""
 
 from cranerec.nn.attention import blocked_softmax_attention, blocked_tanh_attention, sdpa_attention
 from cranerec.nn.gat import GraphAttention
+from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import info_nce
 from cranerec.nn.rca import RecursiveCrossModalAttention
 
 __all__ = [
     "GraphAttention",
+    "ItemFeatures",
     "RecursiveCrossModalAttention",
     "blocked_softmax_attention",
     "blocked_tanh_attention",
