@@ -20,7 +20,7 @@ def _batch(data):
 
 
 def _rca_grad(model):
-    return sum(p.grad.abs().sum() for p in model.rca.parameters() if p.grad is not None)
+    return sum(p.grad.abs().sum() for p in model.fusion.rca.parameters() if p.grad is not None)
 
 
 def test_epoch_cadence_gives_rca_gradient_only_on_the_rebuild_step(tiny_data):
@@ -61,7 +61,7 @@ def test_item_graph_is_a_row_normalised_brute_force_top_k(tiny_data, project_fir
             profiles = dense @ x_items if project_first else proj(dense @ raw)
             xs.append(torch.cat([profiles, x_items]))
         rows = torch.arange(model.n_users, model.n_users + model.n_items)
-        x_att = torch.nn.functional.normalize(torch.cat(model.rca(xs, rows), 1), dim=1)
+        x_att = torch.nn.functional.normalize(torch.cat(model.fusion.rca(xs, rows), 1), dim=1)
         sim = (x_att @ x_att.T).numpy()
     np.fill_diagonal(sim, -np.inf)
     for i in range(model.n_items):
@@ -152,7 +152,7 @@ def test_average_fusion_is_the_mean_of_per_modality_cosine_similarities(tiny_dat
 def test_static_fusions_have_no_rca_and_unknown_fusion_is_refused(tiny_data):
     import pytest
 
-    assert _model(tiny_data, fusion="concat").rca is None
+    assert not hasattr(_model(tiny_data, fusion="concat").fusion, "rca")
     assert _model(tiny_data, fusion="sum").fused_item_features().shape[1] == 64
     with pytest.raises(ValueError, match="neither one of"):
         _model(tiny_data, fusion="audio")
@@ -164,8 +164,8 @@ def test_max_and_mean_profiles(tiny_data):
     mean_model, max_model = _model(tiny_data, profile="mean"), _model(tiny_data, profile="max")
     u = int(np.argmax(dense.sum(1)))
     items = np.nonzero(dense[u])[0]
-    torch.testing.assert_close(mean_model._profiles(x)[u], x[items].mean(0))
-    torch.testing.assert_close(max_model._profiles(x)[u], x[items].max(0).values)
+    torch.testing.assert_close(mean_model.profiles(x, "image")[u], x[items].mean(0))
+    torch.testing.assert_close(max_model.profiles(x, "image")[u], x[items].max(0).values)
 
 
 def test_attention_profiles_start_as_the_mean_and_learn(tiny_data):
@@ -173,12 +173,12 @@ def test_attention_profiles_start_as_the_mean_and_learn(tiny_data):
     mean_model = _model(tiny_data, profile="mean")
     x = torch.randn(tiny_data.n_items, 64)
     torch.testing.assert_close(
-        model._profiles(x, "image"), mean_model._profiles(x), rtol=1e-5, atol=1e-6
+        model.profiles(x, "image"), mean_model.profiles(x, "image"), rtol=1e-5, atol=1e-6
     )
     model.train()
     model.pre_epoch(0, np.random.default_rng(0))
     model.loss(_batch(tiny_data))[0].backward()
-    assert model.profile_query["image"].grad.abs().sum() > 0
+    assert model.profiles.query["image"].grad.abs().sum() > 0
 
 
 def test_late_fusion_trains_branches_apart_and_sums_their_scores(tiny_data):
@@ -306,3 +306,20 @@ def test_exclude_target_scores_the_positive_with_a_profile_that_leaves_it_out(ti
             neg_terms.append((e_u[u] + h_i[items].sum(0) / len(items)) @ (e_i[n] + h_i[n]))
         want = bpr_loss(torch.stack(pos_terms), torch.stack(neg_terms))
     torch.testing.assert_close(parts["bpr"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_saved_before_the_variants_became_modules_still_load(tiny_data):
+    # checkpoints and model.pt files of earlier versions name the RCA weights rca.* and the
+    # profile queries profile_query.*: resuming or serving such a run must load them
+    trained = _model(tiny_data, profile="attention", project_before_profile=True)
+    with torch.no_grad():
+        trained.profiles.query["image"].fill_(0.5)
+    old = {
+        k.replace("fusion.rca.", "rca.").replace("profiles.query.", "profile_query."): v
+        for k, v in trained.state_dict().items()
+    }
+    assert any(k.startswith("rca.") for k in old) and "profile_query.image" in old
+    fresh = _model(tiny_data, profile="attention", project_before_profile=True)
+    fresh.load_state_dict(old)
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)

@@ -57,7 +57,6 @@ from cranerec.graph import (
     DropEdgeMode,
     UserItemGraph,
     drop_edges,
-    edge_softmax,
     knn_graph,
     knn_join,
     propagate_joined,
@@ -72,9 +71,11 @@ from cranerec.models.base import (
 )
 from cranerec.models.registry import register
 from cranerec.nn import RecursiveCrossModalAttention, info_nce
+from cranerec.nn.fusion import FUSIONS, make_fusion
 from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import bpr_loss, l2_batch
+from cranerec.nn.profiles import PROFILES
 
 
 @dataclass(frozen=True)
@@ -196,33 +197,25 @@ class CRANE(Model):
             dataset.features, self.modalities, normalize=config.feature_norm
         )
         self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
-        # Attention-weighted profiles: one query vector per modality (Sec. 4.8, our definition).
-        self.profile_query = (
-            nn.ParameterDict(
-                {m: nn.Parameter(torch.zeros(config.rca_width)) for m in self.modalities}
-            )
-            if config.profile == "attention"
-            else None
-        )
-        fusions = ("rca", "concat", "sum", "average")
-        if config.fusion not in fusions and config.fusion not in self.modalities:
+        # The variants, chosen once: the profile rule (Eq. 5, Sec. 4.8) and the fusion (Sec. 4.6).
+        self.profiles = PROFILES[config.profile](dataset.train, self.modalities, config.rca_width)
+        if config.fusion not in FUSIONS and config.fusion not in self.modalities:
             raise ValueError(
-                f"fusion {config.fusion!r} is neither one of {list(fusions)} nor a modality of "
+                f"fusion {config.fusion!r} is neither one of {list(FUSIONS)} nor a modality of "
                 f"{dataset.name!r} ({', '.join(self.modalities)})"
             )
-        self.register_buffer(
-            "edge_users", torch.from_numpy(self.graph.edge_users), persistent=False
-        )
-        self.register_buffer(
-            "edge_items", torch.from_numpy(self.graph.edge_items), persistent=False
-        )
         n_entities = self.n_users + self.n_items
-        self.rca = None if config.fusion != "rca" else RecursiveCrossModalAttention(
+        rca = None if config.fusion != "rca" else RecursiveCrossModalAttention(
             len(self.modalities), config.rca_width, rounds=config.rca_rounds,
             share_weights=config.rca_share_weights, block_size=config.rca_block_size,
             score_scale=config.rca_score_scale or config.rca_width**-0.5,
             value_scale=1.0 / n_entities if config.rca_value_scale == "mean" else 1.0,
         )  # fmt: skip
+        self.fusion = make_fusion(config.fusion, self.modalities, rca)
+        # w/o dual fusion: the two branches scored and trained apart (``late_fusion``).
+        self._combine = _concat if config.late_fusion else torch.add
+        self._loss = self._late_fusion_loss if config.late_fusion else self._dual_loss
+        self._register_load_state_dict_pre_hook(_rename_old_keys, with_module=True)
         # The current item graph is part of the state (checkpoints, best-weight restore, model.pt),
         # so a reloaded model scores exactly as the one that was validated.
         self.register_buffer("graph_idx", torch.zeros(self.n_items, config.knn_k, dtype=torch.long))
@@ -241,27 +234,6 @@ class CRANE(Model):
         self.graph.keep_edges(keep)
         self._rebuild = True
 
-    def _profiles(self, x_items: torch.Tensor, modality: str | None = None) -> torch.Tensor:
-        """Eq. 5: each user's profile from their training items (sum by default).
-
-        ``attention``: x_u = sum_i alpha_ui x_i with alpha_ui = softmax over the user's training
-        items of q_m . x_i, q_m a learned vector per modality (zero at start: the mean)."""
-        if self.config.profile == "attention":
-            logits = x_items[self.edge_items] @ self.profile_query[modality]  # [E]
-            alpha = edge_softmax(logits, self.edge_users, self.n_users)  # [E]
-            return x_items.new_zeros(self.n_users, x_items.shape[1]).index_add(
-                0, self.edge_users, alpha[:, None] * x_items[self.edge_items]
-            )
-        if self.config.profile == "max":
-            w = x_items.shape[1]
-            out = x_items.new_zeros(self.n_users, w)
-            index = self.edge_users[:, None].expand(-1, w)
-            return out.scatter_reduce(
-                0, index, x_items[self.edge_items], "amax", include_self=False
-            )
-        profiles = torch.sparse.mm(self.interactions, x_items)
-        return profiles / self.user_deg if self.config.profile == "mean" else profiles
-
     def fused_item_features(self, new_items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The item features the item graph is built from (Sec. 3.3 / 4.6):
         ``rca``: X_att (Eq. 13, RCA over users and items); ``concat`` / ``sum``: the projected
@@ -273,28 +245,20 @@ class CRANE(Model):
         ``new_items`` (serving, cold start): normalised features ``{modality: [n_new, width]}``
         of items without interactions, appended after the trained items (as extra RCA
         entities); their rows follow the trained items' in the result."""
-        fusion = self.config.fusion
-        mods = [fusion] if fusion in self.modalities else self.modalities
+        mods = self.fusion.modalities
         feats = {m: self.features[m] for m in mods}
         if new_items is not None:
             feats = {m: torch.cat([feats[m], new_items[m]]) for m in mods}
         x_items = [self.project[m](feats[m]) for m in mods]  # [N, w] each
-        if fusion == "rca":
-            if self.config.project_before_profile:  # profiles of projected item features
-                profiles = [
-                    self._profiles(x[: self.n_items], m) for x, m in zip(x_items, mods, strict=True)
-                ]
-            else:  # profiles of the raw features (Eq. 5 literally), projected afterwards
-                profiles = [self.project[m](self._profiles(self.features[m], m)) for m in mods]
-            entities = [torch.cat([p, x]) for p, x in zip(profiles, x_items, strict=True)]
-            n_rows = x_items[0].shape[0]  # n_items (+ new items)
-            rows = torch.arange(self.n_users, self.n_users + n_rows, device=x_items[0].device)
-            return torch.cat(self.rca(entities, out_rows=rows), dim=1)  # Eq. 13, item rows
-        if fusion == "sum":
-            return torch.stack(x_items).sum(dim=0)
-        if fusion == "average":
-            return torch.cat([F.normalize(x, dim=1) for x in x_items], dim=1)
-        return torch.cat(x_items, dim=1)  # concat, or a single modality
+        users = None
+        if self.fusion.reads_users and self.config.project_before_profile:
+            # profiles of the projected item features
+            users = [
+                self.profiles(x[: self.n_items], m) for x, m in zip(x_items, mods, strict=True)
+            ]
+        elif self.fusion.reads_users:  # profiles of the raw features (Eq. 5), projected after
+            users = [self.project[m](self.profiles(self.features[m], m)) for m in mods]
+        return self.fusion(x_items, users)  # [N, w']
 
     def item_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 14: top-k cosine neighbours of the fused item features, self excluded, kept
@@ -347,15 +311,23 @@ class CRANE(Model):
         return e_u, e_i, h_u, h_i
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """z = e + h (Eq. 17); w/o dual fusion [e ; h], so that z_u . z_i sums the branches'
+        scores."""
         e_u, e_i, h_u, h_i = self._views()
-        if self.config.late_fusion:  # scores e_u.e_i + h_u.h_i: the branches' scores summed
-            return torch.cat([e_u, h_u], dim=1), torch.cat([e_i, h_i], dim=1)
-        return e_u + h_u, e_i + h_i  # Eq. 17
+        return self._combine(e_u, h_u), self._combine(e_i, h_i)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        e_u, e_i, h_u, h_i = self._views()
-        if self.config.late_fusion:
-            return self._late_fusion_loss(batch, e_u, e_i, h_u, h_i)
+        return self._loss(batch, *self._views())
+
+    def _dual_loss(
+        self,
+        batch: Batch,
+        e_u: torch.Tensor,
+        e_i: torch.Tensor,
+        h_u: torch.Tensor,
+        h_i: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 18-20: BPR on z = e + h, InfoNCE between the views, L2 on the batch's rows."""
         z_u, z_i = e_u + h_u, e_i + h_i
         u, i, j = z_u[batch.user_idx], z_i[batch.pos_idx], z_i[batch.neg_idx]
         pos_scores, neg_scores = (u * i).sum(-1), (u * j).sum(-1)
@@ -445,3 +417,15 @@ class CRANE(Model):
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new
+
+
+def _concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([a, b], dim=1)
+
+
+def _rename_old_keys(module, state_dict, prefix, *args) -> None:
+    """Checkpoints and ``model.pt`` files written before the variants became modules held the
+    RCA weights under ``rca.`` and the profile queries under ``profile_query.``."""
+    for old, new in (("rca.", "fusion.rca."), ("profile_query.", "profiles.query.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)

@@ -1,5 +1,5 @@
-"""Reusable layers: item feature tables, blocked attention kernels, graph attention, CRANE's
-RCA, losses."""
+"""Reusable layers: item feature tables, user profiles, modality fusions (CRANE's RCA among them),
+blocked attention kernels, graph attention, losses."""
 
 from cranerec.nn.attention import blocked_softmax_attention, blocked_tanh_attention, sdpa_attention
 from cranerec.nn.gat import GraphAttention
