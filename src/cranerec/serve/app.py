@@ -225,6 +225,15 @@ def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> Fas
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     add_docs(app)
 
+    _add_error_answers(app)
+    _add_queries(app, recommender)
+    _add_items(app, recommender, allow_new_items)
+    return app
+
+
+def _add_error_answers(app: FastAPI) -> None:
+    """What each error becomes: 422, 413, 404, 409, 400, or a logged 500."""
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the offending input, which may be NaN or Infinity (Python's
@@ -267,6 +276,10 @@ def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> Fas
         return JSONResponse(
             status_code=500, content={"detail": "internal error: the server log says more"}
         )
+
+
+def _add_queries(app: FastAPI, recommender: Recommender) -> None:
+    """``/health``, ``/v1/info`` and the three queries."""
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict:
@@ -350,6 +363,10 @@ def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> Fas
         # the new user's vector (a mean over up to MAX_ITEM_LIST items) counts as a query
         return await answer(1 + len(body.item_ids) // 100, body.k, compute)
 
+
+def _add_items(app: FastAPI, recommender: Recommender, allow_new_items: bool) -> None:
+    """``POST /v1/items``: cold-start items (403 on a read-only service)."""
+
     @app.post(
         "/v1/items",
         status_code=201,
@@ -414,5 +431,3 @@ def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> Fas
 
         # Never inline: the model's content path can take a while (kNN over the trained items)
         return await run_in_threadpool(compute)
-
-    return app

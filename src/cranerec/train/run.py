@@ -221,30 +221,7 @@ def train_run(
         valid = evaluator.evaluate(user_emb, item_emb, "valid")
         test = evaluator.evaluate(user_emb, item_emb, "test")
         final_eval_s = time.perf_counter() - t0
-        # The restored best weights with the arguments that built the model (loadable with
-        # torch.load(weights_only=True)): what serving needs beside embeddings.npz.
-        torch_save_atomic(
-            run_dir / MODEL_FILE,
-            {"model_name": config.model_name, "config": config.to_dict(),
-             "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
-        )  # fmt: skip
-        test.save_per_user(str(RunDir(run_dir).per_user("test")), dataset.user_ids)
-        valid.save_per_user(str(RunDir(run_dir).per_user("valid")), dataset.user_ids)
-        savez_atomic(
-            run_dir / EMBEDDINGS_FILE,
-            user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
-            user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
-            synthetic_data=np.array(dataset.synthetic),
-        )  # fmt: skip
-        # everything the run saw, so serving never recommends an item a user already has
-        seen = (dataset.train + dataset.valid + dataset.test).tocsr()
-        seen.sum_duplicates()
-        seen.sort_indices()
-        savez_atomic(
-            run_dir / SEEN_FILE, indptr=seen.indptr.astype(np.int64),
-            indices=seen.indices.astype(np.int64), shape=np.array(seen.shape, np.int64),
-            splits=np.array(["train", "valid", "test"]),
-        )  # fmt: skip
+        _write_outputs(run_dir, config, dataset, model, (user_emb, item_emb), valid, test)
         eval_times = state.eval_seconds or [final_eval_s / 2]
         results = {
             "model": config.model_name,
@@ -285,6 +262,37 @@ def train_run(
                 log.warning("could not draw the training curve: %s", e)
         write_json_atomic(results_path, results)
         return results
+
+
+def _write_outputs(run_dir: Path, config: RunConfig, dataset: Dataset, model, embeddings,
+                   valid, test) -> None:  # fmt: skip
+    """What a finished run leaves for serving and statistics: ``model.pt``, ``per_user.npz``
+    per split, ``embeddings.npz`` and ``seen.npz`` (results.json is written after them)."""
+    user_emb, item_emb = embeddings
+    # The restored best weights with the arguments that built the model (loadable with
+    # torch.load(weights_only=True)): what serving needs beside embeddings.npz.
+    torch_save_atomic(
+        run_dir / MODEL_FILE,
+        {"model_name": config.model_name, "config": config.to_dict(),
+         "data_fingerprint": dataset.fingerprint, "state_dict": model.state_dict()},
+    )  # fmt: skip
+    test.save_per_user(str(RunDir(run_dir).per_user("test")), dataset.user_ids)
+    valid.save_per_user(str(RunDir(run_dir).per_user("valid")), dataset.user_ids)
+    savez_atomic(
+        run_dir / EMBEDDINGS_FILE,
+        user_emb=user_emb.float().cpu().numpy(), item_emb=item_emb.float().cpu().numpy(),
+        user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=np.asarray(dataset.item_ids).astype(str),
+        synthetic_data=np.array(dataset.synthetic),
+    )  # fmt: skip
+    # everything the run saw, so serving never recommends an item a user already has
+    seen = (dataset.train + dataset.valid + dataset.test).tocsr()
+    seen.sum_duplicates()
+    seen.sort_indices()
+    savez_atomic(
+        run_dir / SEEN_FILE, indptr=seen.indptr.astype(np.int64),
+        indices=seen.indices.astype(np.int64), shape=np.array(seen.shape, np.int64),
+        splits=np.array(["train", "valid", "test"]),
+    )  # fmt: skip
 
 
 def train_seeds(
