@@ -63,3 +63,19 @@ def test_serve_starts_uvicorn_on_the_given_address(make_run, monkeypatch, capsys
     assert {"/v1/recommend", "/health"} <= {r.path for r in app.routes}
     assert "serving lightgcn" in capsys.readouterr().out
     assert main(["serve", "/no/such/run"]) == 2
+
+
+def test_serve_hides_what_it_loaded_from_the_garbage_collector(make_run, monkeypatch):
+    # Regression: a full collection walked every object of torch and the id tables (148 ms on
+    # Amazon Sports), set off by the 10,000 dicts of a large answer: small requests stalled
+    # behind it (benchmarks/serve_gc_pause.py)
+    import gc
+
+    uvicorn = pytest.importorskip("uvicorn", reason="the HTTP service needs the serve extra")
+    frozen = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: frozen.append(gc.get_freeze_count()))
+    try:
+        assert main(["serve", str(make_run("lightgcn"))]) == 0
+    finally:
+        gc.unfreeze()
+    assert frozen[0] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import warnings
 from pathlib import Path
 
@@ -105,8 +106,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         f"serving {info['model']} on {info['dataset']} ({info['n_users']:,} users, "
         f"{info['n_items']:,} items) at http://{args.host}:{args.port}  (docs: /docs)"
     )
+    app = create_app(rec, allow_new_items=not args.read_only)
+    # Everything loaded so far lives as long as the service: out of the garbage collector's
+    # sight, a full collection (set off by the 10,000 dicts of a large answer) no longer walks
+    # torch's and the id tables' objects, which stalled every request for 100-900 ms
+    # (benchmarks/serve_load.py; docs/serving.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(rec, allow_new_items=not args.read_only),
+        app,
         host=args.host, port=args.port, log_level=args.log_level,
     )  # fmt: skip
     return 0
