@@ -1,44 +1,25 @@
-"""A data set with a known right answer: two blocks of users, each interacting only with its
-own block of items. Once trained, every user's held-out test item must rank first among the
-items they have not seen (the valid item masked too: protocol 'strict')."""
+"""Every model ranks a checkerboard's held-out item first (see tests/models/checkerboard.py)."""
 
-import numpy as np
 import pytest
-import scipy.sparse as sp
+from checkerboard import held_out_recall
 
-from cranerec.data import Dataset
-from cranerec.train import build_config, train_run
-
-
-def checkerboard(
-    n_blocks: int = 2, users_per_block: int = 20, items_per_block: int = 10
-) -> Dataset:
-    rng = np.random.default_rng(0)
-    n_users, n_items = n_blocks * users_per_block, n_blocks * items_per_block
-    splits = {
-        s: sp.lil_matrix((n_users, n_items), dtype=np.float32) for s in ("train", "valid", "test")
-    }
-    for u in range(n_users):
-        block = u // users_per_block
-        items = rng.permutation(np.arange(block * items_per_block, (block + 1) * items_per_block))
-        splits["test"][u, items[0]] = 1
-        splits["valid"][u, items[1]] = 1
-        for i in items[2:]:
-            splits["train"][u, i] = 1
-    return Dataset(
-        name="checkerboard", user_ids=np.arange(n_users), item_ids=np.arange(n_items),
-        **{k: v.tocsr() for k, v in splits.items()},
-    )  # fmt: skip
+WIDTHS = {"image": 8, "text": 6}
 
 
 @pytest.mark.parametrize("model", ["bpr", "lightgcn"])
 def test_held_out_item_ranks_first(model, tmp_path):
-    cfg = build_config(
-        model=model,
-        overrides=[
-            "train.epochs=60", "train.batch_size=64", "train.lr=0.05", "train.patience=60",
-            "train.progress=false", "eval.protocol=strict", "eval.ks=[1]", "train.stop_metric=recall@1", "model.embedding_dim=16",
-        ],
-    )  # fmt: skip
-    res = train_run(cfg, tmp_path / model, checkerboard())
-    assert res["test"]["recall@1"] >= 0.95, res["test"]
+    assert held_out_recall(model, tmp_path) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("model", "overrides"),
+    [
+        ("vbpr", []),
+        ("freedom", ["train.lr=0.01", "model.knn_k=5"]),
+        ("lattice", ["train.lr=0.01", "model.knn_k=5", "model.projection_dim=16"]),
+        ("bm3", ["train.lr=0.01"]),
+        ("crane", ["model.knn_k=5", "model.rca_width=16", "model.rca_rounds=1"]),
+    ],
+)
+def test_content_models_rank_the_held_out_item_first(model, overrides, tmp_path):
+    assert held_out_recall(model, tmp_path, overrides, widths=WIDTHS) >= 0.95

@@ -77,7 +77,7 @@ class RunConfig(Settings):
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    model: Any = None
+    model: Settings | None = None  # the model's own config (its class's Config)
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML-able form: ``{"model": {"name": ..., **settings}, "seed", "data", ...}``."""
