@@ -140,6 +140,9 @@ class Settings:
     #: Settings that change speed or memory only, not results (beyond float rounding): left out
     #: of a run's id and free to change on resume (e.g. a block size). A model's config names its.
     RUNTIME: typing.ClassVar[frozenset[str]] = frozenset()
+    #: Settings added after result stores existed: left out of a run's id while at their default,
+    #: so the ids of runs stored before them stay valid (a run that changes one gets a new id).
+    ADDED: typing.ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))

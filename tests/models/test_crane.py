@@ -323,3 +323,63 @@ def test_weights_saved_before_the_variants_became_modules_still_load(tiny_data):
     fresh.load_state_dict(old)
     for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_the_contrastive_term_waits_then_ramps_and_is_not_computed_at_zero(tiny_data):
+    model = _model(tiny_data, cl_weight=0.4, cl_warmup_epochs=2, cl_ramp_epochs=2).train()
+    weights = []
+    for epoch in range(5):
+        model.pre_epoch(epoch, np.random.default_rng(epoch))
+        weights.append(model.contrastive_weight())
+    assert weights == pytest.approx([0.0, 0.0, 0.2, 0.4, 0.4])
+
+    model.pre_epoch(0, np.random.default_rng(0))
+
+    def never(*_):
+        raise AssertionError("the contrastive term was computed at beta = 0")
+
+    model._contrast = never
+    total, parts = model.loss(_batch(tiny_data))
+    assert parts["cl"] == 0
+    torch.testing.assert_close(total, parts["bpr"] + model.config.reg_weight * parts["reg"])
+
+
+@pytest.mark.parametrize("variant", ["align", "centred"])
+def test_contrastive_variants_against_a_naive_computation(variant):
+    from cranerec.models.crane import CONTRASTS
+
+    torch.manual_seed(0)
+    a, b, tau = torch.randn(6, 4), torch.randn(6, 4), 0.3
+    got = CONTRASTS[variant](a, b, temperature=tau)
+    if variant == "align":
+        expected = (
+            sum(1 - torch.dot(x, y) / (x.norm() * y.norm()) for x, y in zip(a, b, strict=True)) / 6
+        )
+    else:
+        a, b = a - a.mean(0), b - b.mean(0)
+        cos = torch.tensor([[torch.dot(x, y) / (x.norm() * y.norm()) for y in b] for x in a])
+        expected = sum(-torch.log_softmax(cos[i] / tau, 0)[i] for i in range(6)) / 6
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("cadence", "every", "builds"), [("epoch", 1, 1), ("every", 2, 3), ("step", 1, 5)]
+)
+def test_the_item_graph_is_rebuilt_at_its_cadence(tiny_data, cadence, every, builds, monkeypatch):
+    model = _model(tiny_data, graph_cadence=cadence, graph_every=every).train()
+    calls = []
+    item_graph = model.item_graph
+    monkeypatch.setattr(model, "item_graph", lambda: calls.append(1) or item_graph())
+    model.pre_epoch(0, np.random.default_rng(0))
+    for _ in range(5):  # five training steps
+        model.loss(_batch(tiny_data))
+    assert len(calls) == builds
+
+
+def test_xavier_initialisation_of_the_projections_and_layer_weights(tiny_data):
+    xavier, default = _model(tiny_data), _model(tiny_data, init="torch")
+    for layer in [*xavier.gcn, *xavier.project.values()]:
+        bound = (6 / sum(layer.weight.shape)) ** 0.5
+        assert layer.weight.abs().max() <= bound
+        assert layer.bias is None or not layer.bias.any()
+    assert any(layer.bias.any() for layer in default.project.values())  # PyTorch's default

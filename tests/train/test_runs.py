@@ -106,6 +106,23 @@ def test_best_epoch_weights_are_restored(tiny_data, tmp_path):
         assert res["epochs_run"] == res["best_epoch"] + 3
 
 
+def test_min_epochs_keeps_early_snapshots_out_of_the_choice(tiny_data, tmp_path):
+    # a high learning rate peaks early; with min_epochs=5 no epoch up to 5 may be the best, and
+    # early stopping cannot stop the run before 5 + patience epochs
+    res = train_run(
+        _config("train.epochs=30", "train.patience=2", "train.lr=0.05", "train.min_epochs=5"),
+        tmp_path / "r", tiny_data,
+    )  # fmt: skip
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    after = [x for x in lines if x["epoch"] > 5]
+    best = max(after, key=lambda x: x["valid"]["recall@20"])
+    assert res["best_epoch"] == best["epoch"] > 5
+    assert res["valid"]["recall@20"] == pytest.approx(best["valid"]["recall@20"], abs=1e-9)
+    assert res["epochs_run"] >= 5 + 2
+    if res["stop_reason"] == "early stopping":
+        assert res["epochs_run"] == res["best_epoch"] + 2
+
+
 def test_time_budget_stops_training(tiny_data, tmp_path):
     res = train_run(
         _config("train.epochs=1000", "train.time_budget_s=0.0001"), tmp_path / "r", tiny_data

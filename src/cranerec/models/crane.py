@@ -38,12 +38,23 @@ whether a user's profile may contain the item being scored during training).
 
 Item-graph cadence: ``graph_cadence="epoch"`` rebuilds RCA and S~ on the first training step of
 each epoch; that step's loss carries gradient into RCA through the kept similarity values, later
-steps reuse them as constants (as LATTICE does). ``"step"`` rebuilds at every step.
+steps reuse them as constants (as LATTICE does), so RCA gets one update an epoch. ``"every"``
+rebuilds every ``graph_every`` training steps (counted from the epoch's first), ``"step"`` at
+every step.
+
+Training schedule: ``cl_warmup_epochs`` / ``cl_ramp_epochs`` switch the contrastive term on late
+and ramp it up (``contrastive_weight``); ``cl_loss`` chooses InfoNCE (the paper's), ``align``
+(1 - cos, no negatives) or ``centred`` (InfoNCE of batch-centred views); at beta = 0 the term is
+not computed. ``init="xavier"`` (Sec. 4.3.2) initialises W^(l) and the feature projections with
+Xavier-uniform weights and zero biases; ``"torch"`` keeps PyTorch's Linear default (the
+``tiktok`` preset was validated with it). Pair with ``train.min_epochs`` so that early
+snapshots are not chosen while BPR is still stalled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -74,7 +85,7 @@ from cranerec.nn import RecursiveCrossModalAttention, info_nce
 from cranerec.nn.fusion import FUSIONS, make_fusion
 from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
-from cranerec.nn.losses import bpr_loss, l2_batch
+from cranerec.nn.losses import bpr_loss, centred_info_nce, cosine_alignment, l2_batch
 from cranerec.nn.profiles import PROFILES
 
 
@@ -83,6 +94,9 @@ class CRANEConfig(Settings):
     """CRANE settings (see the module docstring for the paper symbols)."""
 
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size"})
+    ADDED: ClassVar[frozenset[str]] = frozenset(
+        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs"}
+    )
 
     embedding_dim: int = 64
     ui_layers: int = 2
@@ -108,10 +122,15 @@ class CRANEConfig(Settings):
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     late_fusion: bool = False  # ablation w/o dual fusion: two branches trained apart
     knn_k: int = 10
-    graph_cadence: Literal["epoch", "step"] = "epoch"
+    graph_cadence: Literal["epoch", "step", "every"] = "epoch"
+    graph_every: int = 1  # with graph_cadence=every: rebuild every graph_every training steps
     cl_weight: float = 0.1
+    cl_loss: Literal["infonce", "align", "centred"] = "infonce"
+    cl_warmup_epochs: int = 0  # the contrastive term is off for these first epochs ...
+    cl_ramp_epochs: int = 0  # ... then rises linearly to cl_weight over these
     temperature: float = 0.2
     reg_weight: float = 1e-4
+    init: Literal["xavier", "torch"] = "xavier"  # Sec. 4.3.2; torch: PyTorch's Linear default
 
     def validate(self) -> None:
         if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
@@ -122,6 +141,8 @@ class CRANEConfig(Settings):
             )
         if self.ui_layers < 0 or self.ii_layers < 0 or self.temperature <= 0:
             raise ConfigError("ui_layers, ii_layers must be >= 0 and temperature > 0")
+        if self.graph_every < 1:
+            raise ConfigError(f"graph_every must be >= 1, got {self.graph_every}")
 
 
 @register
@@ -161,6 +182,7 @@ class CRANE(Model):
                 "cl_weight": 0.0,
                 "gcn_weights": False,
                 "project_before_profile": False,
+                "init": "torch",  # what the preset was validated with
             },
             "train": {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20},
         }
@@ -197,6 +219,11 @@ class CRANE(Model):
             dataset.features, self.modalities, normalize=config.feature_norm
         )
         self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
+        if config.init == "xavier":  # Sec. 4.3.2 (the ID tables and RCA are Xavier either way)
+            for layer in [*(self.gcn or []), *self.project.values()]:
+                nn.init.xavier_uniform_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         # The variants, chosen once: the profile rule (Eq. 5, Sec. 4.8) and the fusion (Sec. 4.6).
         self.profiles = PROFILES[config.profile](dataset.train, self.modalities, config.rca_width)
         if config.fusion not in FUSIONS and config.fusion not in self.modalities:
@@ -215,6 +242,9 @@ class CRANE(Model):
         # w/o dual fusion: the two branches scored and trained apart (``late_fusion``).
         self._combine = _concat if config.late_fusion else torch.add
         self._loss = self._late_fusion_loss if config.late_fusion else self._dual_loss
+        self._contrast = partial(CONTRASTS[config.cl_loss], temperature=config.temperature)
+        self._epoch = 0  # set by pre_epoch: the contrastive schedule and the graph cadence
+        self._steps = 0  # training steps of this epoch (graph_cadence=every)
         self._register_load_state_dict_pre_hook(_rename_old_keys, with_module=True)
         # The current item graph is part of the state (checkpoints, best-weight restore, model.pt),
         # so a reloaded model scores exactly as the one that was validated.
@@ -233,6 +263,19 @@ class CRANE(Model):
         )  # fmt: skip
         self.graph.keep_edges(keep)
         self._rebuild = True
+        self._epoch, self._steps = epoch, 0
+
+    def contrastive_weight(self) -> float:
+        """beta of this epoch: 0 for ``cl_warmup_epochs``, then rising linearly to ``cl_weight``
+        over ``cl_ramp_epochs`` (at once when 0). At the start, InfoNCE's gradient on the ID
+        tables is hundreds of times BPR's and Adam's normalised steps follow it: BPR stalls at
+        ln 2 for thousands of steps (docs/crane.md); the schedule lets BPR move first."""
+        cfg, e = self.config, self._epoch
+        if e < cfg.cl_warmup_epochs:
+            return 0.0
+        if cfg.cl_ramp_epochs == 0:
+            return cfg.cl_weight
+        return cfg.cl_weight * min(1.0, (e - cfg.cl_warmup_epochs + 1) / cfg.cl_ramp_epochs)
 
     def fused_item_features(self, new_items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The item features the item graph is built from (Sec. 3.3 / 4.6):
@@ -268,9 +311,13 @@ class CRANE(Model):
         return idx, sim / sim.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
     def _current_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rebuild = not bool(self.graph_built) or (
-            self.training and (self._rebuild or self.config.graph_cadence == "step")
-        )
+        cadence, due = self.config.graph_cadence, False
+        if self.training:  # steps count from the epoch's first (graph_cadence=every)
+            due = cadence == "step" or (
+                cadence == "every" and self._steps % self.config.graph_every == 0
+            )
+            self._steps += 1
+        rebuild = not bool(self.graph_built) or (self.training and (self._rebuild or due))
         if not rebuild:
             return self.graph_idx, self.graph_values
         with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
@@ -339,17 +386,17 @@ class CRANE(Model):
         rank = bpr_loss(pos_scores, neg_scores)
         users = torch.unique(batch.user_idx)
         items = torch.unique(batch.pos_idx)  # the batch's (positive) items
-        tau = self.config.temperature
-        if self.config.item_graph:
-            cl = info_nce(e_u[users], h_u[users], tau) + info_nce(e_i[items], h_i[items], tau)
-        else:  # no semantic view to align with
+        beta = self.contrastive_weight()
+        if self.config.item_graph and beta > 0:
+            cl = self._contrast(e_u[users], h_u[users]) + self._contrast(e_i[items], h_i[items])
+        else:  # no semantic view to align with, or no weight on it: not computed
             cl = torch.zeros((), device=z_u.device)
         reg = l2_batch(
             self.user_emb[batch.user_idx],
             self.item_emb[batch.pos_idx],
             self.item_emb[batch.neg_idx],
         )
-        total = rank + self.config.cl_weight * cl + self.config.reg_weight * reg
+        total = rank + beta * cl + self.config.reg_weight * reg
         return total, {"bpr": rank.detach(), "cl": cl.detach(), "reg": reg.detach()}
 
     def _late_fusion_loss(
@@ -417,6 +464,10 @@ class CRANE(Model):
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new
+
+
+#: The contrastive term between the collaborative and semantic views (``cl_loss``).
+CONTRASTS = {"infonce": info_nce, "align": cosine_alignment, "centred": centred_info_nce}
 
 
 def _concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

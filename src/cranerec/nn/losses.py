@@ -1,4 +1,5 @@
-"""Every loss the models use: BPR, the L2 forms, InfoNCE (one place, one definition each)."""
+"""Every loss the models use: BPR, the L2 forms, InfoNCE and its variants (one place, one
+definition each)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,28 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -
     return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
+def centred_info_nce(
+    anchor: torch.Tensor, positive: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``info_nce`` of the batch-centred views (each view less its batch mean): the direction
+    every row shares is left out of the contrast, so the negatives do not push it away (on
+    TikTok they pushed the user vectors apart until no common direction was left, and with it
+    the popularity signal a dot-product model carries there)."""
+    return info_nce(
+        anchor - anchor.mean(dim=0, keepdim=True),
+        positive - positive.mean(dim=0, keepdim=True),
+        temperature,
+    )
+
+
+def cosine_alignment(
+    anchor: torch.Tensor, positive: torch.Tensor, temperature: float | None = None
+) -> torch.Tensor:
+    """Alignment without negatives: mean over the batch of 1 - cos(a_b, p_b) (``temperature``
+    is accepted and unused, so that it takes the place of ``info_nce``)."""
+    return (1.0 - F.cosine_similarity(anchor, positive, dim=1)).mean()
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Mean BPR loss: -log sigmoid(s_pos - s_neg), computed stably with softplus."""
     return F.softplus(neg_scores - pos_scores).mean()
@@ -35,3 +58,15 @@ def frobenius_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     """MMRec's ``EmbLoss``: the sum of the tensors' Frobenius norms (not squared) divided by the
     number of rows of the LAST tensor (the batch size when all are batch rows)."""
     return sum(torch.linalg.matrix_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
+def inner_product_nce(
+    anchor: torch.Tensor, positive: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Mean InfoNCE on raw inner products (no normalisation; SLMRec's FAC task): row b of
+    ``anchor`` [B, d] should match row b of ``positive`` [B, d] against every row of it:
+
+        mean_b -log( exp(a_b . p_b / tau) / sum_b' exp(a_b . p_b' / tau) )
+    """
+    logits = anchor @ positive.T / temperature  # [B, B]
+    return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))

@@ -10,7 +10,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cranerec.config import ConfigError, Settings, deep_merge, from_dict, to_dict
 from cranerec.data.loaders import DataConfig
@@ -31,6 +31,9 @@ class TrainConfig(Settings):
     L2 to the batch's embeddings through their own ``reg_weight``). ``time_budget_s``: stop
     after this much training time (accumulated across resumes). ``threads``: torch threads
     (0 = the physical cores this process may use). ``progress``: show a progress bar when writing to a terminal.
+    ``min_epochs``: the first ``min_epochs`` epochs are validated and logged but can neither be
+    the best epoch nor count towards ``patience`` (a model whose loss stalls at the start, e.g. a
+    contrastive term that dominates BPR, is not judged by an early snapshot); 0 = off.
     ``lr_decay`` / ``lr_decay_every``: epoch e (0-based) trains with
     ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's ``learning_rate_scheduler``; 1.0 = off).
     """
@@ -48,6 +51,9 @@ class TrainConfig(Settings):
     threads: int = 0
     device: str = "cpu"
     progress: bool = True
+    min_epochs: int = 0
+
+    ADDED: ClassVar[frozenset[str]] = frozenset({"min_epochs"})
 
     def validate(self) -> None:
         for key, low in (("epochs", 0), ("batch_size", 1), ("patience", 1), ("threads", 0)):

@@ -259,7 +259,8 @@ class Trainer:
         cfg = self.config.train
         if not validate:
             return cfg.epochs
-        return min(cfg.epochs, max(self.state.best_epoch, self.state.epoch) + cfg.patience)
+        last = max(self.state.best_epoch, self.state.epoch, cfg.min_epochs)
+        return min(cfg.epochs, last + cfg.patience)
 
     def _epoch_line(self, record: dict[str, Any], validate: bool) -> str:
         """One progress line (when stderr is not a terminal)."""
@@ -309,7 +310,9 @@ class Trainer:
         s.elapsed_s += train_s + eval_s
         s.epoch_seconds.append(train_s)
         s.eval_seconds.append(eval_s)
-        if value is None:
+        if value is None or epoch + 1 <= self.config.train.min_epochs:
+            # nothing validated, or still within min_epochs: the last epoch stands in as the
+            # best (kept if training ends here), and neither counts nor sets a best value
             s.best_epoch, self.best_weights = epoch + 1, None
         elif value > s.best_value:
             s.best_value, s.best_epoch, s.bad_epochs = value, epoch + 1, 0
