@@ -17,7 +17,10 @@ from cranerec.models.frozen_graph import modality_weights
 from cranerec.serve import Recommender, ServeError
 
 #: The models with a content path; adding cold-start items to a model adds its name here.
-CONTENT_MODELS = ["bm3", "camgr", "crane", "crane_official", "freedom", "lattice", "mmgcn", "vbpr"]
+CONTENT_MODELS = [
+    "bm3", "camgr", "crane", "crane_official", "dragon", "dualgnn", "freedom", "grcn", "lattice",
+    "lgmrec", "mgcn", "mmgcn", "slmrec", "vbpr",
+]  # fmt: skip
 
 
 def _features(data, rows):
@@ -130,6 +133,7 @@ def _isolated_zero_id(model, data, rows):
 COPY_RELATIONS = {
     "crane_official": _freedom_family_copy,
     "freedom": _freedom_family_copy,
+    "grcn": _isolated_zero_id,
     "mmgcn": _isolated_zero_id,
     "vbpr": _vbpr_copy,
 }

@@ -14,6 +14,7 @@ from cranerec.graph.dropedge import (
     drop_edges,
     edge_keep_probability,
 )
+from cranerec.graph.edge_messages import dot_product_attention, edge_weighted_sum
 from cranerec.graph.knn import (
     knn_adjacency,
     knn_graph,
@@ -25,6 +26,12 @@ from cranerec.graph.knn import (
 )
 from cranerec.graph.propagate import propagate, propagate_joined, sparse_mm
 from cranerec.graph.softmax import edge_softmax
+from cranerec.graph.user_graph import (
+    UserAggr,
+    UserCooccurrenceGraph,
+    cooccurrence_counts,
+    cooccurrence_neighbours,
+)
 from cranerec.graph.user_item import GraphNorm, UserItemGraph
 
 __all__ = [
@@ -33,4 +40,6 @@ __all__ = [
     "bipartite_adjacency", "kept_edges_adjacency", "knn_graph", "normalize_adjacency", "propagate", "sparse_mm",
     "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
     "knn_join", "knn_laplacian_join", "normalize_joined", "propagate_joined",
+    "UserAggr", "UserCooccurrenceGraph", "cooccurrence_counts", "cooccurrence_neighbours",
+    "dot_product_attention", "edge_weighted_sum",
 ]  # fmt: skip

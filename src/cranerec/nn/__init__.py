@@ -5,6 +5,7 @@ from cranerec.nn.attention import blocked_softmax_attention, blocked_tanh_attent
 from cranerec.nn.gat import GraphAttention
 from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import info_nce
+from cranerec.nn.preference_gcn import PreferenceGCN, user_modality_weights
 from cranerec.nn.rca import RecursiveCrossModalAttention
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "blocked_tanh_attention",
     "info_nce",
     "sdpa_attention",
+    "PreferenceGCN",
+    "user_modality_weights",
 ]

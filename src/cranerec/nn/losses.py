@@ -3,6 +3,8 @@ definition each)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -70,3 +72,21 @@ def inner_product_nce(
     """
     logits = anchor @ positive.T / temperature  # [B, B]
     return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
+
+
+def info_nce_table(
+    anchor: torch.Tensor,
+    table: torch.Tensor,
+    idx: torch.Tensor,
+    temperature: float,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> torch.Tensor:
+    """InfoNCE of a batch against a whole table (LGMRec's hypergraph contrast): row b of
+    ``anchor`` [B, d] should match row ``idx[b]`` of ``table`` [N, d] against all N rows
+    (cosine similarity / temperature):
+
+        -log( exp(s(a_b, t_idx_b)/tau) / sum_j exp(s(a_b, t_j)/tau) ),  mean or sum over b.
+    """
+    a = F.normalize(anchor, dim=1)
+    t = F.normalize(table, dim=1)
+    return F.cross_entropy(a @ t.T / temperature, idx, reduction=reduction)  # [B, N] logits

@@ -1,0 +1,158 @@
+"""DualGNN: the forward and the loss against dense hand computations (layers summed, the
+reference's aliased user fusion, the co-occurrence graph from a pair loop), cold-start items,
+the checkerboard, and its settings."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from checkerboard import held_out_recall
+
+from cranerec.config import ConfigError, from_dict
+from cranerec.models.dualgnn import DualGNN, DualGNNConfig
+from cranerec.train.config import resolve_config
+from cranerec.train.sampler import InteractionSampler
+
+K = 20  # every tiny_data user shares items with >= 33 others: no random padding
+
+
+def _model(data, **settings):
+    torch.manual_seed(0)
+    return DualGNN(
+        data, from_dict(DualGNNConfig, {"embedding_dim": 8, "user_knn_k": K, **settings})
+    )
+
+
+def _dense_ahat(train):
+    r = train.toarray().astype(np.float64)
+    n_u, n_i = r.shape
+    a = np.zeros((n_u + n_i, n_u + n_i))
+    a[:n_u, n_u:], a[n_u:, :n_u] = r, r.T
+    deg = a.sum(1)
+    d = np.where(deg > 0, deg**-0.5, 0.0)
+    return torch.from_numpy(d[:, None] * a * d[None, :]).float()
+
+
+def _dense_user_graph(train, k):
+    """W [U, U] from a loop over user pairs: each user's top-k users by shared items (ties:
+    lower index), weighted by the softmax of the counts."""
+    items = [set(train[u].indices) for u in range(train.shape[0])]
+    w = torch.zeros(len(items), len(items))
+    for u, mine in enumerate(items):
+        counts = sorted(
+            ((v, len(mine & theirs)) for v, theirs in enumerate(items) if v != u),
+            key=lambda t: (-t[1], t[0]),
+        )[:k]
+        assert counts[-1][1] > 0  # k real neighbours, no padding
+        c = torch.tensor([float(n) for _, n in counts])
+        w[u, [v for v, _ in counts]] = torch.softmax(c, dim=0)
+    return w
+
+
+def _dense_forward(model, data, n_layers, fusion):
+    """users, items of the module docstring, with dense matrices."""
+    ahat = _dense_ahat(data.train)
+    users, items = [], []
+    for m in model.modalities:  # image first
+        gcn = model.gcn[m]
+        f = gcn.mlp[2](F.leaky_relu(gcn.mlp[0](torch.from_numpy(data.features[m]))))
+        e = F.normalize(torch.cat([gcn.preference, f]), dim=1)
+        out, layer = e, e
+        for _ in range(n_layers):
+            layer = ahat @ layer
+            out = out + layer  # summed, not averaged
+        users.append(out[: data.n_users])
+        items.append(out[data.n_users :])
+    a = model.weight_u
+    if a is None:
+        u = users[0]
+    elif fusion == "aliased":  # the image slot holds the sum of every modality
+        u = a[:, :1] * sum(users) + sum(a[:, n : n + 1] * users[n] for n in range(1, len(users)))
+    else:
+        u = sum(a[:, n : n + 1] * users[n] for n in range(len(users)))
+    w = _dense_user_graph(data.train, model.config.user_knn_k)
+    return u + w @ u, sum(items)
+
+
+@pytest.mark.parametrize(("fusion", "n_layers"), [("aliased", 2), ("weighted", 1)])
+def test_forward_equals_the_dense_computation(tiny_data, fusion, n_layers):
+    model = _model(tiny_data, user_fusion=fusion, n_layers=n_layers)
+    users, items = model()
+    exp_users, exp_items = _dense_forward(model, tiny_data, n_layers, fusion)
+    torch.testing.assert_close(users, exp_users, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(items, exp_items, rtol=1e-4, atol=1e-5)
+
+
+def test_one_modality_has_no_fusion_weights_and_no_image_is_needed(tiny_data):
+    text_only = dataclasses.replace(tiny_data, features={"text": tiny_data.features["text"]})
+    model = _model(text_only)
+    assert model.weight_u is None and model.modalities == ["text"]
+    users, items = model()
+    exp_users, exp_items = _dense_forward(model, text_only, 2, "aliased")
+    torch.testing.assert_close(users, exp_users, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(items, exp_items, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_is_bpr_in_bits_plus_the_preference_and_fusion_penalties(tiny_data):
+    model = _model(tiny_data, reg_weight=0.3)
+    sampler = InteractionSampler(tiny_data.train)
+    batch = next(sampler.epoch("triples", 32, np.random.default_rng(0), torch.device("cpu")))
+    loss, parts = model.loss(batch)
+    users, items = _dense_forward(model, tiny_data, 2, "aliased")
+    u = users[batch.user_idx]
+    margin = (u * items[batch.pos_idx]).sum(-1) - (u * items[batch.neg_idx]).sum(-1)
+    rank = -torch.log2(torch.sigmoid(margin)).mean()
+    reg = sum((model.gcn[m].preference[batch.user_idx] ** 2).mean() for m in model.modalities)
+    reg = reg + (model.weight_u**2).mean()
+    torch.testing.assert_close(loss, rank + 0.3 * reg, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(parts["bpr"] * math.log(2), -F.logsigmoid(margin).mean().detach())
+
+
+def test_the_epochs_user_graph_is_saved_with_the_weights(tiny_data):
+    model = _model(tiny_data, user_knn_k=40)  # some users have < 40 neighbours: padded
+    model.pre_epoch(0, np.random.default_rng(3))
+    other = _model(tiny_data, user_knn_k=40)  # its own draw (seed 0)
+    assert not torch.equal(other.user_graph.slots, model.user_graph.slots)
+    other.load_state_dict(model.state_dict())
+    for a, b in zip(model.export_embeddings(), other.export_embeddings(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_new_item_is_an_item_without_interactions(tiny_data):
+    """items_from_features is what the model computes for a trained item whose interactions
+    are removed (no graph terms): sum_m rownorm(MLP_m(x^m))."""
+    model = _model(tiny_data).eval()
+    rows = [3, 50]
+    train = tiny_data.train.tolil()
+    train[:, rows] = 0
+    isolated = dataclasses.replace(tiny_data, train=train.tocsr())
+    twin = DualGNN(isolated, model.config).eval()
+    twin.load_state_dict(model.state_dict())
+    feats = {m: torch.from_numpy(tiny_data.features[m][rows]) for m in tiny_data.modalities}
+    new = model.items_from_features(feats, tiny_data)
+    torch.testing.assert_close(new, twin.export_embeddings()[1][rows])
+
+
+def test_checkerboard(tmp_path):
+    overrides = ["model.user_knn_k=5", "model.reg_weight=0.001", "train.epochs=10",
+                 "train.patience=10"]  # fmt: skip
+    assert held_out_recall("dualgnn", tmp_path, overrides, widths={"image": 8, "text": 6}) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("user_knn_k", 0), ("user_fusion", "sum"), ("user_aggr", "max"), ("reg_weight", -1.0)],
+)
+def test_bad_settings_are_refused_by_name(key, value):
+    with pytest.raises(ConfigError, match=key):
+        from_dict(DualGNNConfig, {key: value})
+
+
+def test_reference_preset():
+    config = resolve_config({"model": {"name": "dualgnn"}, "preset": "reference"})
+    assert config.model == DualGNNConfig()
+    assert (config.train.lr, config.train.batch_size, config.train.patience) == (1e-4, 2048, 20)
+    assert config.train.negative_pool == "seen"
