@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cranerec.config import from_dict
+from cranerec.config import ConfigError, from_dict
 from cranerec.models.crane import CRANE, CRANEConfig
 from cranerec.train.sampler import InteractionSampler
 
@@ -383,3 +383,18 @@ def test_xavier_initialisation_of_the_projections_and_layer_weights(tiny_data):
         assert layer.weight.abs().max() <= bound
         assert layer.bias is None or not layer.bias.any()
     assert any(layer.bias.any() for layer in default.project.values())  # PyTorch's default
+
+
+def test_approximate_rca_estimates_the_exact_refinement(tiny_data):
+    # rca_keys=S: each attention sums S sampled keys instead of all users + items; with S at
+    # least their number it is the exact model, with fewer an estimate near it
+    exact = _model(tiny_data).eval()
+    every = _model(tiny_data, rca_keys=tiny_data.n_users + tiny_data.n_items).eval()
+    half = _model(tiny_data, rca_keys=(tiny_data.n_users + tiny_data.n_items) // 2).eval()
+    with torch.no_grad():
+        x = exact.fused_item_features()
+        torch.testing.assert_close(every.fused_item_features(), x)
+        error = (half.fused_item_features() - x).norm() / x.norm()
+    assert 0 < error < 0.5, error
+    with pytest.raises(ConfigError, match="rca_keys must be >= 0"):
+        from_dict(CRANEConfig, {"rca_keys": -1})

@@ -50,3 +50,35 @@ def test_shape_errors_are_clear():
     q, k, v = _inputs()
     with pytest.raises(ValueError, match="shape mismatch"):
         blocked_tanh_attention(q, k[:, :2], v)
+
+
+def test_sampled_attention_is_exact_with_every_key_and_unbiased_with_fewer():
+    from cranerec.nn.attention import blocked_tanh_attention, sampled_tanh_attention
+
+    torch.manual_seed(0)
+    q, k, v = (
+        torch.randn(5, 3, dtype=torch.float64),
+        torch.randn(40, 3, dtype=torch.float64),
+        (torch.randn(40, 2, dtype=torch.float64)),
+    )
+    exact = blocked_tanh_attention(q, k, v, 8)
+    torch.testing.assert_close(sampled_tanh_attention(q, k, v, 40, 8), exact)
+    torch.testing.assert_close(sampled_tanh_attention(q, k, v, 99, 8), exact)
+    draws = torch.stack([sampled_tanh_attention(q, k, v, 10, 8) for _ in range(4000)])
+    terms = torch.tanh(q @ k.T)[:, :, None] * v[None]  # [n_q, n, d_v]: the summed terms
+    n, s = 40, 10
+    se = n * ((n - s) / (s * (n - 1))) ** 0.5 * terms.std(dim=1, unbiased=False) / 4000**0.5
+    assert ((draws.mean(0) - exact).abs() <= 4 * se + 1e-12).all()  # unbiased (4 standard errors)
+    assert not torch.allclose(draws[0], exact)  # and an estimate, not the exact value
+
+
+def test_sampled_attention_passes_gradients_to_the_sampled_keys_only():
+    from cranerec.nn.attention import sampled_tanh_attention
+
+    torch.manual_seed(1)
+    q = torch.randn(4, 3, requires_grad=True)
+    k = torch.randn(30, 3, requires_grad=True)
+    v = torch.randn(30, 2, requires_grad=True)
+    sampled_tanh_attention(q, k, v, 7).sum().backward()
+    assert q.grad.abs().sum() > 0
+    assert int((v.grad.abs().sum(1) > 0).sum()) == 7

@@ -42,6 +42,11 @@ steps reuse them as constants (as LATTICE does), so RCA gets one update an epoch
 rebuilds every ``graph_every`` training steps (counted from the epoch's first), ``"step"`` at
 every step.
 
+Approximate RCA for large catalogues: ``rca_keys=S`` replaces each exact attention sum over
+the n = users + items keys (Eq. 10-11) by an unbiased estimate from S keys drawn uniformly per
+call (``nn.attention.sampled_tanh_attention``): cost O(n S w) instead of O(n^2 w) per round and
+modality; its error and when to use it: docs/crane.md ("Approximate RCA"). 0 (default) is exact.
+
 Training schedule: ``cl_warmup_epochs`` / ``cl_ramp_epochs`` switch the contrastive term on late
 and ramp it up (``contrastive_weight``); ``cl_loss`` chooses InfoNCE (the paper's), ``align``
 (1 - cos, no negatives) or ``centred`` (InfoNCE of batch-centred views); at beta = 0 the term is
@@ -81,7 +86,7 @@ from cranerec.models.base import (
     xavier_embedding,
 )
 from cranerec.models.registry import register
-from cranerec.nn import RecursiveCrossModalAttention, info_nce
+from cranerec.nn import RecursiveCrossModalAttention, info_nce, sampled_tanh_attention
 from cranerec.nn.fusion import FUSIONS, make_fusion
 from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
@@ -95,7 +100,7 @@ class CRANEConfig(Settings):
 
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size"})
     ADDED: ClassVar[frozenset[str]] = frozenset(
-        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs"}
+        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs", "rca_keys"}
     )
 
     embedding_dim: int = 64
@@ -110,6 +115,7 @@ class CRANEConfig(Settings):
     rca_share_weights: bool = True
     rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py); RUNTIME
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
+    rca_keys: int = 0  # 0: exact RCA; S > 0: each attention sums S sampled keys (unbiased)
     rca_value_scale: Literal["mean", "none"] = (
         "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     )
@@ -141,6 +147,8 @@ class CRANEConfig(Settings):
             )
         if self.ui_layers < 0 or self.ii_layers < 0 or self.temperature <= 0:
             raise ConfigError("ui_layers, ii_layers must be >= 0 and temperature > 0")
+        if self.rca_keys < 0:
+            raise ConfigError(f"rca_keys must be >= 0 (0: exact RCA), got {self.rca_keys}")
         if self.graph_every < 1:
             raise ConfigError(f"graph_every must be >= 1, got {self.graph_every}")
 
@@ -237,6 +245,9 @@ class CRANE(Model):
             share_weights=config.rca_share_weights, block_size=config.rca_block_size,
             score_scale=config.rca_score_scale or config.rca_width**-0.5,
             value_scale=1.0 / n_entities if config.rca_value_scale == "mean" else 1.0,
+            attention=None if config.rca_keys == 0 else partial(
+                sampled_tanh_attention, n_keys=config.rca_keys, block_size=config.rca_block_size
+            ),
         )  # fmt: skip
         self.fusion = make_fusion(config.fusion, self.modalities, rca)
         # w/o dual fusion: the two branches scored and trained apart (``late_fusion``).

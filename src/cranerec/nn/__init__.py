@@ -1,7 +1,12 @@
 """Reusable layers: item feature tables, user profiles, modality fusions (CRANE's RCA among them),
 blocked attention kernels, graph attention, losses."""
 
-from cranerec.nn.attention import blocked_softmax_attention, blocked_tanh_attention, sdpa_attention
+from cranerec.nn.attention import (
+    blocked_softmax_attention,
+    blocked_tanh_attention,
+    sampled_tanh_attention,
+    sdpa_attention,
+)
 from cranerec.nn.gat import GraphAttention
 from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import info_nce
@@ -14,6 +19,7 @@ __all__ = [
     "RecursiveCrossModalAttention",
     "blocked_softmax_attention",
     "blocked_tanh_attention",
+    "sampled_tanh_attention",
     "info_nce",
     "sdpa_attention",
     "PreferenceGCN",

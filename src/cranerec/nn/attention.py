@@ -83,6 +83,30 @@ def blocked_tanh_attention(
     return _BlockedTanhAttention.apply(q, k, v, block_size)
 
 
+def sampled_tanh_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_keys: int, block_size: int = 128
+) -> torch.Tensor:
+    """An unbiased estimate of ``tanh(q @ k.T) @ v`` from ``n_keys`` keys drawn uniformly
+    without replacement (torch's generator), scaled by n / n_keys:
+
+        Y_hat = (n / S) sum_{j in S} tanh(q k_j^T) v_j,   E[Y_hat] = sum_j tanh(q k_j^T) v_j
+
+    The sum runs over every key, so a uniform sample estimates it without bias; with
+    ``n_keys >= n`` this is the exact kernel. Cost O(n_q S d) instead of O(n_q n d). Standard
+    error of an entry: n sqrt((n - S) / (S (n - 1))) sigma, sigma the spread over the keys of
+    tanh(q k_j^T) v_j for that entry: relative to the entry, sqrt((n - S) / (S (n - 1))) times
+    the coefficient of variation of the terms. One sample per call (per modality and round in
+    RCA); differentiable like the exact kernel (the gradient of the estimate).
+    Shapes: q [n_q, d], k [n, d], v [n, d_v] -> [n_q, d_v]."""
+    n = k.shape[0]
+    if n_keys < 1:
+        raise ValueError(f"n_keys must be >= 1, got {n_keys}")
+    if n_keys >= n:
+        return blocked_tanh_attention(q, k, v, block_size)
+    keys = torch.randperm(n, device=k.device)[:n_keys]  # [S]
+    return blocked_tanh_attention(q, k[keys], v[keys], block_size) * (n / n_keys)
+
+
 class _BlockedSoftmaxAttention(torch.autograd.Function):
     @staticmethod
     def forward(
