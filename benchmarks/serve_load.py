@@ -13,7 +13,9 @@ Without ``--rate`` (closed loop): ``--requests`` small requests as fast as the c
 answers; prints throughput and p50/p90/p99 latency.
 
 With ``--rate R`` (open loop): the clients send R small requests a second in all, on a fixed
-schedule, for ``--duration`` seconds, twice: alone, then while ``--large-clients`` processes
+schedule, for ``--duration`` seconds, twice (``--rounds N``: 2N windows, alternating, the
+latencies of each phase pooled, so that a stall of a shared machine falls on both phases alike):
+alone, then while ``--large-clients`` processes
 send the largest requests the service accepts (``--large-users`` users x ``--large-k``, by
 default 10 x 1000 = its 10,000-result limit), ``--large-rate`` a second each (0: back to back). A small request's latency counts
 from its scheduled send time, so time spent queued behind a stalled server is included (no
@@ -170,6 +172,27 @@ def _run_paced(
         "large": int(len(big_lat)),
         "large_p50_ms": float(np.percentile(big_lat, 50)) if len(big_lat) else 0.0,
         "large_max_ms": float(big_lat.max()) if len(big_lat) else 0.0,
+        "latencies": latencies,
+        "large_latencies": big_lat,
+    }
+
+
+def _pooled(runs: list[dict]) -> dict:
+    """One phase's figures over several windows (its latencies pooled)."""
+    lat = np.concatenate([r["latencies"] for r in runs])
+    big = np.concatenate([r["large_latencies"] for r in runs])
+    return {
+        "requests": int(len(lat)),
+        "errors": sum(r["errors"] for r in runs),
+        "throughput": float(np.mean([r["throughput"] for r in runs])),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p90_ms": float(np.percentile(lat, 90)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+        "large": int(len(big)),
+        "large_p50_ms": float(np.percentile(big, 50)) if len(big) else 0.0,
+        "large_max_ms": float(big.max()) if len(big) else 0.0,
+        "windows_p99": [r["p99_ms"] for r in runs],
     }
 
 
@@ -210,6 +233,12 @@ def main() -> int:
         help="large requests/s per sender (0: back to back)",
     )
     p.add_argument("--target-p99-ms", type=float, default=50.0)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="open loop: alternate the two phases this many times (windows of --duration s)",
+    )
     args = p.parse_args()
     run_dir = Path(args.run_dir)
     with np.load(run_dir / "embeddings.npz", allow_pickle=False) as z:
@@ -226,14 +255,14 @@ def main() -> int:
         _run_clients(port, users, args.warmup, min(args.clients, max(1, args.warmup)))
         if args.rate > 0:
             large = (args.large_clients, args.large_users, args.large_k, args.large_rate)
-            phases = {
-                "alone": _run_paced(
-                    port, users, args.rate, args.duration, args.clients, (0, 0, 0, 0)
-                ),
-                "with large": _run_paced(
-                    port, users, args.rate, args.duration, args.clients, large
-                ),
-            }
+            # alternating windows, so that a stall of a shared machine falls on both phases
+            runs = {"alone": [], "with large": []}
+            for _ in range(args.rounds):
+                for name, load in (("alone", (0, 0, 0, 0)), ("with large", large)):
+                    runs[name].append(_run_paced(
+                        port, users, args.rate, args.duration, args.clients, load
+                    ))  # fmt: skip
+            phases = {name: _pooled(r) for name, r in runs.items()}
         else:
             result = _run_clients(port, users, args.requests, args.clients)
     finally:
@@ -272,6 +301,11 @@ def main() -> int:
                 f"{r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
                 f"({verdict} p99 < {args.target_p99_ms:.0f} ms), max {r['max_ms']:.0f} ms"
                 f"{large}; errors {r['errors']}"
+                + (
+                    f"; p99 per window: {', '.join(f'{x:.0f}' for x in r['windows_p99'])} ms"
+                    if args.rounds > 1
+                    else ""
+                )
             )
         return 1 if errors else 0
     print(
