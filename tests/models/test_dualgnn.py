@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from checkerboard import held_out_recall
+from naive_dualgnn import dense_branches, dense_user_graph
 
 from cranerec.config import ConfigError, from_dict
 from cranerec.models.dualgnn import DualGNN, DualGNNConfig
@@ -26,46 +27,9 @@ def _model(data, **settings):
     )
 
 
-def _dense_ahat(train):
-    r = train.toarray().astype(np.float64)
-    n_u, n_i = r.shape
-    a = np.zeros((n_u + n_i, n_u + n_i))
-    a[:n_u, n_u:], a[n_u:, :n_u] = r, r.T
-    deg = a.sum(1)
-    d = np.where(deg > 0, deg**-0.5, 0.0)
-    return torch.from_numpy(d[:, None] * a * d[None, :]).float()
-
-
-def _dense_user_graph(train, k):
-    """W [U, U] from a loop over user pairs: each user's top-k users by shared items (ties:
-    lower index), weighted by the softmax of the counts."""
-    items = [set(train[u].indices) for u in range(train.shape[0])]
-    w = torch.zeros(len(items), len(items))
-    for u, mine in enumerate(items):
-        counts = sorted(
-            ((v, len(mine & theirs)) for v, theirs in enumerate(items) if v != u),
-            key=lambda t: (-t[1], t[0]),
-        )[:k]
-        assert counts[-1][1] > 0  # k real neighbours, no padding
-        c = torch.tensor([float(n) for _, n in counts])
-        w[u, [v for v, _ in counts]] = torch.softmax(c, dim=0)
-    return w
-
-
 def _dense_forward(model, data, n_layers, fusion):
     """users, items of the module docstring, with dense matrices."""
-    ahat = _dense_ahat(data.train)
-    users, items = [], []
-    for m in model.modalities:  # image first
-        gcn = model.gcn[m]
-        f = gcn.mlp[2](F.leaky_relu(gcn.mlp[0](torch.from_numpy(data.features[m]))))
-        e = F.normalize(torch.cat([gcn.preference, f]), dim=1)
-        out, layer = e, e
-        for _ in range(n_layers):
-            layer = ahat @ layer
-            out = out + layer  # summed, not averaged
-        users.append(out[: data.n_users])
-        items.append(out[data.n_users :])
+    users, items = dense_branches(model, data, n_layers)
     a = model.weight_u
     if a is None:
         u = users[0]
@@ -73,7 +37,7 @@ def _dense_forward(model, data, n_layers, fusion):
         u = a[:, :1] * sum(users) + sum(a[:, n : n + 1] * users[n] for n in range(1, len(users)))
     else:
         u = sum(a[:, n : n + 1] * users[n] for n in range(len(users)))
-    w = _dense_user_graph(data.train, model.config.user_knn_k)
+    w = dense_user_graph(data.train, model.config.user_knn_k)
     return u + w @ u, sum(items)
 
 
