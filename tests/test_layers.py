@@ -10,7 +10,7 @@ ROOT = Path(cranerec.__file__).parent
 
 #: Lower numbers are lower layers; a module may import its own layer and those below it.
 LAYERS = {
-    "utils": 0, "config": 0, "data": 1, "features": 2, "graph": 2, "nn": 3, "eval": 3,
+    "utils": 0, "config": 0, "_version": 0, "data": 1, "features": 2, "graph": 2, "nn": 3, "eval": 3,
     "models": 4, "train": 5, "experiments": 6, "serve": 6, "api": 7, "demo": 7, "cli": 8,
     "__init__": 9,
 }  # fmt: skip

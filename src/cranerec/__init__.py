@@ -7,13 +7,9 @@ back. They are imported on first use, so ``import cranerec`` stays light.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("cranerec")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+from cranerec._version import __version__
 
 if TYPE_CHECKING:
     from cranerec.api import TrainedModel, fit, load

@@ -147,9 +147,9 @@ def identity_dict(config: RunConfig) -> dict[str, Any]:
 def run_id(config: RunConfig, fingerprint: str, version: str | None = None) -> str:
     """The id of a run: a hash of its resolved config, the data fingerprint and the version."""
     if version is None:
-        import cranerec
+        from cranerec._version import __version__
 
-        version = cranerec.__version__
+        version = __version__
     blob = json.dumps(
         {"config": identity_dict(config), "data": fingerprint, "version": version},
         sort_keys=True, default=str,

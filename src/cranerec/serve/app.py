@@ -72,7 +72,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import cranerec
+from cranerec._version import __version__
 from cranerec.serve.docs_page import add_docs
 from cranerec.serve.errors import ItemExistsError, RequestError, ServeError, UnknownIdError
 from cranerec.serve.query import RankedItems
@@ -212,7 +212,7 @@ def create_app(recommender: Recommender, *, allow_new_items: bool = True) -> Fas
     ``allow_new_items=False``: ``POST /v1/items`` answers 403 (a read-only service)."""
     app = FastAPI(
         title="cranerec",
-        version=cranerec.__version__,
+        version=__version__,
         description=(
             f"Recommendations from a trained {recommender.config.model_name} run. Raw ids "
             f"travel as strings. Limits: {MAX_IDS} query ids and {MAX_ITEM_LIST} ids in an "

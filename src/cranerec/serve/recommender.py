@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-import cranerec
+from cranerec._version import __version__
 from cranerec.data.dataset import Dataset
 from cranerec.models import get_model_class
 from cranerec.models.base import Model
@@ -186,7 +186,7 @@ class Recommender:
             "modalities": None
             if self._dataset is None
             else {m: int(f.shape[1]) for m, f in self._dataset.features.items()},
-            "version": cranerec.__version__,
+            "version": __version__,
             "trained_with_version": self._results.get("cranerec_version"),
             "seen_splits": list(self._seen_splits),
         }

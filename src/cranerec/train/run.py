@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-import cranerec
+from cranerec._version import __version__
 from cranerec.config import ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from cranerec.data.dataset import Dataset
 from cranerec.data.loaders import load_dataset
@@ -249,7 +249,7 @@ def train_run(
             "torch_threads": torch.get_num_threads(),
             "device": str(config.train.device),
             "git_sha": git_sha(),
-            "cranerec_version": cranerec.__version__,
+            "cranerec_version": __version__,
         }
         if state.epoch:  # drawn before results.json, which marks the run finished
             synthetic = " (SYNTHETIC data)" if dataset.synthetic else ""

@@ -213,9 +213,9 @@ def write_report(
     parts = ["# Experiment report", "", f"Store `{os.path.relpath(root, out_path.parent)}`; specs: {', '.join(s.name for s in specs) or 'none'}. "
              "Tables: mean ± std over seeds, the best value in **bold** and the second <u>underlined</u>. "
              "Every table and figure names the spec, seeds and run directories behind it.", ""]  # fmt: skip
-    import cranerec
+    from cranerec._version import __version__
 
-    parts[2] += f" cranerec {cranerec.__version__}."
+    parts[2] += f" cranerec {__version__}."
     for spec in specs:
         parts.append(spec_report(spec, store, out_path.parent, storage))
     write_text_atomic(out_path, "\n".join(parts).rstrip() + "\n")
