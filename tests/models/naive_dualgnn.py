@@ -49,3 +49,18 @@ def dense_branches(model, data, n_layers):
         users.append(out[: data.n_users])
         items.append(out[data.n_users :])
     return users, items
+
+
+def assert_preference_loss(model, batch, users, items, reg_weight):
+    """The loss DualGNN and DRAGON share, recomputed from dense (users, items): BPR in bits
+    + reg_weight x (the batch users' preference L2 per modality + mean(weight_u^2))."""
+    import math
+
+    u = users[batch.user_idx]
+    margin = (u * items[batch.pos_idx]).sum(-1) - (u * items[batch.neg_idx]).sum(-1)
+    rank = -torch.log2(torch.sigmoid(margin)).mean()
+    reg = sum((model.gcn[m].preference[batch.user_idx] ** 2).mean() for m in model.modalities)
+    reg = reg + (model.weight_u**2).mean()
+    loss, parts = model.loss(batch)
+    torch.testing.assert_close(loss, rank + reg_weight * reg, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(parts["bpr"] * math.log(2), -F.logsigmoid(margin).mean().detach())

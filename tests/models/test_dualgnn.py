@@ -3,14 +3,12 @@ reference's aliased user fusion, the co-occurrence graph from a pair loop), cold
 the checkerboard, and its settings."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from checkerboard import held_out_recall
-from naive_dualgnn import dense_branches, dense_user_graph
+from naive_dualgnn import assert_preference_loss, dense_branches, dense_user_graph
 
 from cranerec.config import ConfigError, from_dict
 from cranerec.models.dualgnn import DualGNN, DualGNNConfig
@@ -64,15 +62,8 @@ def test_loss_is_bpr_in_bits_plus_the_preference_and_fusion_penalties(tiny_data)
     model = _model(tiny_data, reg_weight=0.3)
     sampler = InteractionSampler(tiny_data.train)
     batch = next(sampler.epoch("triples", 32, np.random.default_rng(0), torch.device("cpu")))
-    loss, parts = model.loss(batch)
     users, items = _dense_forward(model, tiny_data, 2, "aliased")
-    u = users[batch.user_idx]
-    margin = (u * items[batch.pos_idx]).sum(-1) - (u * items[batch.neg_idx]).sum(-1)
-    rank = -torch.log2(torch.sigmoid(margin)).mean()
-    reg = sum((model.gcn[m].preference[batch.user_idx] ** 2).mean() for m in model.modalities)
-    reg = reg + (model.weight_u**2).mean()
-    torch.testing.assert_close(loss, rank + 0.3 * reg, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(parts["bpr"] * math.log(2), -F.logsigmoid(margin).mean().detach())
+    assert_preference_loss(model, batch, users, items, 0.3)
 
 
 def test_the_epochs_user_graph_is_saved_with_the_weights(tiny_data):
