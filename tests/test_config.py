@@ -129,3 +129,11 @@ def test_speed_only_settings_may_change_on_resume():
     assert a["model"]["rca_block_size"] != b["model"]["rca_block_size"]
     assert config_differences(a, b) == []
     assert config_differences(a, c) == ["model.rca_rounds"]
+
+
+@pytest.mark.parametrize(
+    "override", ["train.min_epochs=-1", "model.cl_warmup_epochs=-2", "model.cl_ramp_epochs=-1"]
+)
+def test_a_negative_epoch_count_is_refused_by_name(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[1] + " must be >= 0"):
+        build_config(model="crane", overrides=[override])

@@ -160,7 +160,7 @@ class Settings:
 #: mistake (a negative loss weight turns a penalty into a reward), so every config refuses one.
 NON_NEGATIVE = re.compile(
     r"(weight|weight_decay|dropout|keep|ratio|_budget_s|_k|_dim|_layers|_size|_rounds|_width"
-    r"|_heads|_every)$"
+    r"|_heads|_every|_epochs)$"
 )
 #: ... and these divide something: zero is a mistake too.
 POSITIVE = re.compile(r"(temperature|_dim)$")
