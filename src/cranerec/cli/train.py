@@ -10,6 +10,24 @@ from cranerec.data.loaders import FORMATS
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if not args.distributed:
+        return _train(args, None)
+    from cranerec.train import distributed
+
+    if args.seeds:
+        raise ValueError("--distributed trains one run: give --seed (one torchrun per seed)")
+    device = args.device or "cpu"
+    ranks, args.device = distributed.init_from_env(device)
+    try:
+        return _train(args, ranks)
+    finally:
+        distributed.close()
+
+
+def _train(args: argparse.Namespace, ranks) -> int:
+    """``cranerec train``; ``ranks``: this process is one rank of a ``--distributed`` run (rank 0
+    prints the results)."""
+    show = _print_results if ranks is None or ranks.main else (lambda *a: None)
     from cranerec.config import parse_overrides
     from cranerec.data.loaders import load_dataset
     from cranerec.train.config import runtime_keys, with_settings
@@ -54,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             train["threads"] = args.threads
         config = with_settings(config, changes)
-        _print_results(train_run(config, args.resume, extend=extend), args.resume)
+        show(train_run(config, args.resume, extend=extend, ranks=ranks), args.resume)
         return 0
     config = build_config(
         model=args.model, preset=args.preset, config_file=args.config, overrides=args.set,
@@ -63,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = args.out or f"runs/{config.model_name}-{Path(config.data.path).name}"
     dataset = load_dataset(config.data)
-    if dataset.synthetic:
+    if dataset.synthetic and (ranks is None or ranks.main):
         _out(SYNTHETIC_BANNER)
     if args.seeds:
         summary = train_seeds(config, args.seeds, out, dataset)
@@ -77,7 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _out(f"{split}: {cells}")
         _out(f"summary: {Path(out) / 'summary.json'}")
         return 0
-    _print_results(train_run(config, out, dataset), out)
+    show(train_run(config, out, dataset, ranks=ranks), out)
     return 0
 
 
@@ -122,6 +140,12 @@ def add_parsers(sub) -> None:
         "use); lower it on a busy machine. Same as --set train.threads=N; may change on --resume",
     )  # fmt: skip
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.add_argument(
+        "--distributed", action="store_true",
+        help="one rank of a multi-process run: launch with `torchrun --nproc-per-node N -m "
+        "cranerec.cli train --distributed ...` (gloo on CPUs, NCCL on GPUs; each rank a slice of "
+        "every batch, CRANE's RCA rows sharded; rank 0 writes the run directory)",
+    )  # fmt: skip
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a finished run directory")

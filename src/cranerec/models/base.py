@@ -8,6 +8,8 @@ A model:
   ``"positives"`` (user, positive; models without negatives such as BM3), or ``"none"`` (not
   trained, e.g. popularity);
 - may do per-epoch work in ``pre_epoch`` (edge sampling, rebuilding an item graph);
+- may split its own heavy work over the ranks of a ``torch.distributed`` group in
+  ``distribute`` (CRANE shards its RCA rows); the trainer averages every gradient across ranks;
 - exports embeddings whose inner products are its scores (``export_embeddings``), which is
   how the evaluator, serving and vector search see every model, including models trained as
   two branches and fused at inference (they concatenate the branches' vectors).
@@ -77,6 +79,11 @@ class Model(nn.Module):
 
     def pre_epoch(self, epoch: int, rng: np.random.Generator) -> None:  # noqa: B027
         """Per-epoch work before the epoch's batches (default: nothing)."""
+
+    def distribute(self, group: Any) -> None:  # noqa: B027
+        """Training runs on the ranks of ``group`` (``train --distributed``), each with the same
+        weights and a slice of every batch: split work whose rows are independent over them
+        (default: nothing; everything else is replicated and its gradients averaged)."""
 
     @torch.no_grad()
     def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -79,18 +79,17 @@ from cranerec.graph import (
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import (
-    Batch,
-    Model,
-    feature_projections,
-    xavier_embedding,
-)
+from cranerec.models.base import Batch, Model, feature_projections, xavier_embedding
 from cranerec.models.registry import register
-from cranerec.nn import RecursiveCrossModalAttention, info_nce, sampled_tanh_attention
+from cranerec.nn import (
+    RecursiveCrossModalAttention,
+    ShardedTanhAttention,
+    sampled_tanh_attention,
+)
 from cranerec.nn.fusion import FUSIONS, make_fusion
 from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
-from cranerec.nn.losses import bpr_loss, centred_info_nce, cosine_alignment, l2_batch
+from cranerec.nn.losses import VIEW_CONTRASTS, bpr_loss, l2_batch
 from cranerec.nn.profiles import PROFILES
 
 
@@ -253,7 +252,7 @@ class CRANE(Model):
         # w/o dual fusion: the two branches scored and trained apart (``late_fusion``).
         self._combine = _concat if config.late_fusion else torch.add
         self._loss = self._late_fusion_loss if config.late_fusion else self._dual_loss
-        self._contrast = partial(CONTRASTS[config.cl_loss], temperature=config.temperature)
+        self._contrast = partial(VIEW_CONTRASTS[config.cl_loss], temperature=config.temperature)
         self._epoch = 0  # set by pre_epoch: the contrastive schedule and the graph cadence
         self._steps = 0  # training steps of this epoch (graph_cadence=every)
         self._register_load_state_dict_pre_hook(_rename_old_keys, with_module=True)
@@ -275,6 +274,16 @@ class CRANE(Model):
         self.graph.keep_edges(keep)
         self._rebuild = True
         self._epoch, self._steps = epoch, 0
+
+    def distribute(self, group) -> None:
+        """``train --distributed``: each rank computes a slice of RCA's query rows (exact, or
+        over the same sampled keys with ``rca_keys``) and the slices are gathered
+        (``nn.sharded``); the graphs, losses and the item graph stay replicated."""
+        rca = getattr(self.fusion, "rca", None)
+        if rca is not None:
+            rca.attention = ShardedTanhAttention(
+                self.config.rca_block_size, self.config.rca_keys, group
+            )
 
     def contrastive_weight(self) -> float:
         """beta of this epoch: 0 for ``cl_warmup_epochs``, then rising linearly to ``cl_weight``
@@ -475,10 +484,6 @@ class CRANE(Model):
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new
-
-
-#: The contrastive term between the collaborative and semantic views (``cl_loss``).
-CONTRASTS = {"infonce": info_nce, "align": cosine_alignment, "centred": centred_info_nce}
 
 
 def _concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

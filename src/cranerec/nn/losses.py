@@ -45,6 +45,10 @@ def cosine_alignment(
     return (1.0 - F.cosine_similarity(anchor, positive, dim=1)).mean()
 
 
+#: Contrastive terms between two views of the same rows (CRANE's ``cl_loss``).
+VIEW_CONTRASTS = {"infonce": info_nce, "align": cosine_alignment, "centred": centred_info_nce}
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Mean BPR loss: -log sigmoid(s_pos - s_neg), computed stably with softplus."""
     return F.softplus(neg_scores - pos_scores).mean()

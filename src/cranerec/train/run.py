@@ -36,6 +36,7 @@ from cranerec.train.config import (
     with_absolute_data_path,
 )
 from cranerec.train.curve import plot_training_curve
+from cranerec.train.distributed import Ranks
 from cranerec.train.rundir import (
     CONFIG_FILE,
     EMBEDDINGS_FILE,
@@ -174,10 +175,13 @@ def train_run(
     dataset: Dataset | None = None,
     callbacks: list[EpochCallback] | None = None,
     extend: bool = False,
+    ranks: Ranks | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or report) the run in ``run_dir``; returns the results dict.
     ``callbacks`` are called after every epoch trained (``trainer.EpochCallback``). ``extend``
-    (a config from ``extend_run``): train a finished run on to its new epoch cap or budget."""
+    (a config from ``extend_run``): train a finished run on to its new epoch cap or budget.
+    ``ranks``: this process is one of several training the run together (``train.distributed``);
+    rank 0 holds the directory and writes everything, the others train beside it."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config, extend)
     results_path = run_dir / RESULTS_FILE
@@ -199,6 +203,22 @@ def train_run(
     seed_everything(config.seed)
     model = get_model_class(config.model_name)(dataset, config.model)
     evaluator = Evaluator(dataset, config.eval)
+    if ranks is not None and not ranks.main:
+        if not ranks.share(None):  # rank 0 found the run finished: nothing to train
+            ranks.barrier()
+            return read_results(results_path)
+        Trainer(model, dataset, config, evaluator, run_dir, callbacks or (), ranks).fit()
+        ranks.barrier()  # rank 0 has written the outputs
+        return read_results(results_path)
+    results = _train_main(config, run_dir, dataset, model, evaluator, callbacks, extend, ranks)
+    if ranks is not None:
+        ranks.barrier()
+    return results
+
+
+def _train_main(config, run_dir, dataset, model, evaluator, callbacks, extend, ranks):
+    """``train_run`` in the process that holds the run directory (the only one, or rank 0)."""
+    results_path = run_dir / RESULTS_FILE
     # Written once data and model are known to load: a failed start does not claim the directory.
     run_dir.mkdir(parents=True, exist_ok=True)
     # One process per run directory: a second `cranerec train --out DIR` would write every epoch
@@ -208,12 +228,15 @@ def train_run(
             # no longer finished: it trains on from its checkpoint (a kill now leaves an
             # interrupted run that the same command resumes)
             results_path.unlink()
-        if results_path.exists():  # finished by the process that held the lock before us
+        finished = results_path.exists()  # by the process that held the lock before us
+        if ranks is not None:
+            ranks.share(not finished)  # the other ranks train only if this one does
+        if finished:
             return read_results(results_path)
         for tmp in clean_temp_files(run_dir):  # left by a kill during an atomic write
             log.info("removed %s, a write cut short by a kill", tmp)
         write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-        trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or ())
+        trainer = Trainer(model, dataset, config, evaluator, run_dir, callbacks or (), ranks)
         state = trainer.fit()
 
         t0 = time.perf_counter()

@@ -5,6 +5,8 @@ Each epoch: ``model.pre_epoch`` -> the sampler's shuffled batches -> ``model.los
 step -> validation -> early-stopping bookkeeping -> ``metrics.jsonl`` line -> checkpoint.
 The checkpoint holds the weights, optimizer, RNG states (torch, numpy sampler, python),
 early-stopping state and best weights, so a resumed run continues exactly where it stopped.
+Over several processes (``ranks``, ``train.distributed``) each trains on its slice of every batch
+and rank 0 validates, writes and reports.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cranerec.data.dataset import Dataset
 from cranerec.eval.evaluator import Evaluator
 from cranerec.models.base import Model
 from cranerec.train.config import RunConfig
+from cranerec.train.distributed import Ranks, batch_slice, data_parallel
 from cranerec.train.rundir import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -89,7 +92,8 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     """Trains one model on one dataset; checkpoints into ``run_dir`` when given; calls each of
-    ``callbacks`` after every epoch (see ``EpochCallback``)."""
+    ``callbacks`` after every epoch (see ``EpochCallback``); with ``ranks``, this process is one
+    of several training together (``train.distributed``)."""
 
     def __init__(
         self,
@@ -99,8 +103,12 @@ class Trainer:
         evaluator: Evaluator,
         run_dir: Path | None = None,
         callbacks: Sequence[EpochCallback] = (),
+        ranks: Ranks | None = None,
     ) -> None:
         self.model = model
+        self.ranks = ranks
+        self.main = ranks is None or ranks.main  # validates, writes checkpoints and logs
+        self.step_fn = model.loss  # the data-parallel wrapper when distributed (set in fit)
         self.callbacks = list(callbacks)
         self.dataset = dataset
         self.config = config
@@ -142,7 +150,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.main:
             torch_save_atomic(self.run_dir / CHECKPOINT_FILE, self._checkpoint())
 
     def load_checkpoint(self, path: Path) -> None:
@@ -198,8 +206,10 @@ class Trainer:
         if ckpt_path is not None and ckpt_path.exists():
             self.load_checkpoint(ckpt_path)
             log.info("resumed from %s after epoch %d", ckpt_path, self.state.epoch)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.main:
             self._trim_metrics_log()  # also when a kill came before the first checkpoint
+        if self.ranks is not None and self.trainable:
+            self.step_fn = data_parallel(self.model, self.ranks, self.device)
         if not self.trainable:
             self.state.stop_reason = "not trainable"
             return self.state
@@ -216,10 +226,10 @@ class Trainer:
         on_terminal = sys.stderr.isatty()
         bar = tqdm(
             total=self._horizon(validate), initial=self.state.epoch,
-            disable=not (cfg.progress and on_terminal), unit="epoch", leave=False,
+            disable=not (cfg.progress and on_terminal and self.main), unit="epoch", leave=False,
             desc=f"{self.config.model_name} on {self.dataset.name}",
         )  # fmt: skip
-        print_lines = cfg.progress and not on_terminal
+        print_lines = cfg.progress and not on_terminal and self.main
         while self.state.epoch < cfg.epochs and not self.state.stop_reason:
             if cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s:
                 self.state.stop_reason = "time budget"
@@ -228,9 +238,10 @@ class Trainer:
             t0 = time.perf_counter()
             losses = self._train_epoch(epoch)
             t1 = time.perf_counter()
-            user_emb, item_emb = self.model.export_embeddings()
-            valid = self.evaluator.evaluate(user_emb, item_emb, "valid").metrics if validate else {}
+            valid = self._validate() if validate and self.main else {}
             t2 = time.perf_counter()
+            if self.ranks is not None:  # every rank takes rank 0's view, so all stop together
+                valid, t0, t1, t2 = self.ranks.share((valid, t0, t1, t2))
             if validate and stop_key not in valid:
                 raise ValueError(
                     f"stop_metric {stop_key!r} is not computed; computed: {sorted(valid)}"
@@ -253,6 +264,10 @@ class Trainer:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         return self.state
+
+    def _validate(self) -> dict[str, float]:
+        user_emb, item_emb = self.model.export_embeddings()
+        return self.evaluator.evaluate(user_emb, item_emb, "valid").metrics
 
     def _horizon(self, validate: bool) -> int:
         """The last epoch training can reach now: the cap, or sooner if validation stays flat."""
@@ -288,13 +303,20 @@ class Trainer:
         for batch in self.sampler.epoch(
             self.model.batch_kind, cfg.batch_size, self.rng, self.device
         ):
+            weight = 1.0
+            if self.ranks is not None:  # this rank's rows, weighted so the mean over ranks is
+                batch, weight = batch_slice(batch, self.ranks)  # the whole batch's loss
             self.optimizer.zero_grad(set_to_none=True)
-            loss, parts = self.model.loss(batch)
-            loss.backward()
+            loss, parts = self.step_fn(batch)
+            (loss * weight if weight != 1.0 else loss).backward()
             self.optimizer.step()
             for k, v in {"loss": loss.detach(), **parts}.items():
+                v = v * (weight / self.ranks.world) if self.ranks is not None else v
                 totals[k] = totals[k] + v if k in totals else v
             n += 1
+        if self.ranks is not None and totals:  # the whole batches' losses, as one process logs
+            summed = self.ranks.sum_(torch.stack([totals[k] for k in sorted(totals)]).float())
+            totals = dict(zip(sorted(totals), summed, strict=True))
         means = {k: float(v) / max(n, 1) for k, v in totals.items()}  # one device sync per epoch
         if not math.isfinite(means.get("loss", 0.0)):
             raise DivergedError(
@@ -341,7 +363,7 @@ class Trainer:
             "epoch %d loss %.5f %s %s (%.2fs + %.2fs eval)", epoch + 1, losses.get("loss", 0.0),
             key, f"{valid[key]:.5f}" if key in valid else "-", train_s, eval_s,
         )  # fmt: skip
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.main:
             with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         return record
