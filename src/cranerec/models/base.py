@@ -146,6 +146,18 @@ def feature_projections(
     return nn.ModuleDict({m: nn.Linear(features[m].shape[1], width, bias=bias) for m in modalities})
 
 
+def rename_old_keys(model: nn.Module, renames: dict[str, str]) -> None:
+    """Load state dicts (checkpoints, ``model.pt``) written under older parameter names: every
+    key starting with an ``old`` prefix of ``renames`` is read as its ``new`` prefix."""
+
+    def hook(module, state_dict, prefix, *args) -> None:
+        for old, new in renames.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+
+    model._register_load_state_dict_pre_hook(hook, with_module=True)
+
+
 def xavier_embedding(n: int, dim: int) -> nn.Parameter:
     """An [n, dim] embedding table with Xavier-uniform initialisation."""
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(n, dim)))

@@ -42,10 +42,10 @@ steps reuse them as constants (as LATTICE does), so RCA gets one update an epoch
 rebuilds every ``graph_every`` training steps (counted from the epoch's first), ``"step"`` at
 every step.
 
-Approximate RCA for large catalogues: ``rca_keys=S`` replaces each exact attention sum over
-the n = users + items keys (Eq. 10-11) by an unbiased estimate from S keys drawn uniformly per
-call (``nn.attention.sampled_tanh_attention``): cost O(n S w) instead of O(n^2 w) per round and
-modality; its error and when to use it: docs/crane.md ("Approximate RCA"). 0 (default) is exact.
+RCA's cost: ``rca_keys=S`` estimates each attention sum over the n = users + items keys
+(Eq. 10-11) without bias from S keys drawn uniformly per call (O(n S w) instead of O(n^2 w));
+0 (default) is exact. ``rca_cache_mb`` keeps score blocks for the backward (same numbers);
+``train --distributed`` shards the rows. When to use which: docs/crane.md ("Cost").
 
 Training schedule: ``cl_warmup_epochs`` / ``cl_ramp_epochs`` switch the contrastive term on late
 and ramp it up (``contrastive_weight``); ``cl_loss`` chooses InfoNCE (the paper's), ``align``
@@ -79,13 +79,15 @@ from cranerec.graph import (
     sparse_mm,
     to_torch_sparse,
 )
-from cranerec.models.base import Batch, Model, feature_projections, xavier_embedding
-from cranerec.models.registry import register
-from cranerec.nn import (
-    RecursiveCrossModalAttention,
-    ShardedTanhAttention,
-    sampled_tanh_attention,
+from cranerec.models.base import (
+    Batch,
+    Model,
+    feature_projections,
+    rename_old_keys,
+    xavier_embedding,
 )
+from cranerec.models.registry import register
+from cranerec.nn import RecursiveCrossModalAttention, ShardedTanhAttention, sampled_tanh_attention
 from cranerec.nn.fusion import FUSIONS, make_fusion
 from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
@@ -97,7 +99,7 @@ from cranerec.nn.profiles import PROFILES
 class CRANEConfig(Settings):
     """CRANE settings (see the module docstring for the paper symbols)."""
 
-    RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size"})
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size", "rca_cache_mb"})
     ADDED: ClassVar[frozenset[str]] = frozenset(
         {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs", "rca_keys"}
     )
@@ -113,6 +115,7 @@ class CRANEConfig(Settings):
     rca_width: int = 64
     rca_share_weights: bool = True
     rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py); RUNTIME
+    rca_cache_mb: int = 2048  # RCA score blocks kept for the backward (same numbers); RUNTIME
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
     rca_keys: int = 0  # 0: exact RCA; S > 0: each attention sums S sampled keys (unbiased)
     rca_value_scale: Literal["mean", "none"] = (
@@ -146,8 +149,10 @@ class CRANEConfig(Settings):
             )
         if self.ui_layers < 0 or self.ii_layers < 0 or self.temperature <= 0:
             raise ConfigError("ui_layers, ii_layers must be >= 0 and temperature > 0")
-        if self.rca_keys < 0:
-            raise ConfigError(f"rca_keys must be >= 0 (0: exact RCA), got {self.rca_keys}")
+        if min(self.rca_keys, self.rca_cache_mb) < 0:  # rca_keys 0: exact RCA
+            raise ConfigError(
+                f"rca_keys must be >= 0 and rca_cache_mb >= 0 (got {self.rca_keys}, {self.rca_cache_mb})"
+            )
         if self.graph_every < 1:
             raise ConfigError(f"graph_every must be >= 1, got {self.graph_every}")
 
@@ -239,13 +244,16 @@ class CRANE(Model):
                 f"{dataset.name!r} ({', '.join(self.modalities)})"
             )
         n_entities = self.n_users + self.n_items
+        self._cache_mb = config.rca_cache_mb / (len(self.modalities) * config.rca_rounds)  # a call
         rca = None if config.fusion != "rca" else RecursiveCrossModalAttention(
             len(self.modalities), config.rca_width, rounds=config.rca_rounds,
             share_weights=config.rca_share_weights, block_size=config.rca_block_size,
             score_scale=config.rca_score_scale or config.rca_width**-0.5,
             value_scale=1.0 / n_entities if config.rca_value_scale == "mean" else 1.0,
+            cache_mb=config.rca_cache_mb,
             attention=None if config.rca_keys == 0 else partial(
-                sampled_tanh_attention, n_keys=config.rca_keys, block_size=config.rca_block_size
+                sampled_tanh_attention, n_keys=config.rca_keys, block_size=config.rca_block_size,
+                cache_mb=self._cache_mb,
             ),
         )  # fmt: skip
         self.fusion = make_fusion(config.fusion, self.modalities, rca)
@@ -255,7 +263,8 @@ class CRANE(Model):
         self._contrast = partial(VIEW_CONTRASTS[config.cl_loss], temperature=config.temperature)
         self._epoch = 0  # set by pre_epoch: the contrastive schedule and the graph cadence
         self._steps = 0  # training steps of this epoch (graph_cadence=every)
-        self._register_load_state_dict_pre_hook(_rename_old_keys, with_module=True)
+        # checkpoints written before the variants became modules
+        rename_old_keys(self, {"rca.": "fusion.rca.", "profile_query.": "profiles.query."})
         # The current item graph is part of the state (checkpoints, best-weight restore, model.pt),
         # so a reloaded model scores exactly as the one that was validated.
         self.register_buffer("graph_idx", torch.zeros(self.n_items, config.knn_k, dtype=torch.long))
@@ -276,13 +285,12 @@ class CRANE(Model):
         self._epoch, self._steps = epoch, 0
 
     def distribute(self, group) -> None:
-        """``train --distributed``: each rank computes a slice of RCA's query rows (exact, or
-        over the same sampled keys with ``rca_keys``) and the slices are gathered
+        """``train --distributed``: each rank computes a slice of RCA's query rows, gathered after
         (``nn.sharded``); the graphs, losses and the item graph stay replicated."""
         rca = getattr(self.fusion, "rca", None)
         if rca is not None:
             rca.attention = ShardedTanhAttention(
-                self.config.rca_block_size, self.config.rca_keys, group
+                self.config.rca_block_size, self.config.rca_keys, group, self._cache_mb
             )
 
     def contrastive_weight(self) -> float:
@@ -488,11 +496,3 @@ class CRANE(Model):
 
 def _concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, b], dim=1)
-
-
-def _rename_old_keys(module, state_dict, prefix, *args) -> None:
-    """Checkpoints and ``model.pt`` files written before the variants became modules held the
-    RCA weights under ``rca.`` and the profile queries under ``profile_query.``."""
-    for old, new in (("rca.", "fusion.rca."), ("profile_query.", "profiles.query.")):
-        for key in [k for k in state_dict if k.startswith(prefix + old)]:
-            state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)

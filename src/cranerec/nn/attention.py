@@ -6,7 +6,11 @@ O(block_size x n). The backward pass recomputes each block's scores instead of k
 (a custom autograd function), which is what makes CRANE's Recursive Cross-Modal Attention
 (C^m = tanh(X^m P^m^T), Eq. 10-11) affordable: its score matrix is (M+N) x (M+N).
 
-Cost: forward 4 n_q n d flops; backward 10 n_q n d (recompute Q K^T, dV, dC, dQ, dK).
+Cost: forward 4 n_q n d flops; backward 10 n_q n d (recompute Q K^T, dV, dC, dQ, dK). With a
+cache budget (``cache_mb``) the forward keeps as many leading score blocks as fit and the
+backward reuses them instead of recomputing: 8 n_q n d for those rows and no tanh, about a
+quarter less time when everything fits (``benchmarks/rca_speed.py --cache-mb``); the numbers are
+the same either way.
 
 ``blocked_softmax_attention(q, k, v)`` = softmax(s Q K^T) V (row softmax, s = 1/sqrt(d) by
 default) in the same scheme: the forward keeps each row's log-sum-exp, the backward recomputes
@@ -33,58 +37,77 @@ def _tanh_(x: torch.Tensor) -> torch.Tensor:
 
 class _BlockedTanhAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int):
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
+                cache_mb: float):  # fmt: skip
         out = q.new_empty(q.shape[0], v.shape[1])
+        # score blocks kept for the backward (only when one will run), within the budget
+        room = int(cache_mb * 2**20) if any(ctx.needs_input_grad[:3]) else 0
+        cached = []
         for start in _block_rows(q.shape[0], block_size):
             stop = min(start + block_size, q.shape[0])
             scores = _tanh_(q[start:stop] @ k.T)  # [b, n]
             torch.mm(scores, v, out=out[start:stop])  # [b, d_v]
+            if room >= scores.numel() * scores.element_size():  # leading blocks only
+                room -= scores.numel() * scores.element_size()
+                cached.append(scores)
+            else:
+                room = 0
         ctx.save_for_backward(q, k, v)
-        ctx.block_size = block_size
+        ctx.block_size, ctx.cached = block_size, cached
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         q, k, v = ctx.saved_tensors
+        cached, ctx.cached = ctx.cached, []  # used up below (squared in place)
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         grad_q = torch.zeros_like(q) if need_q else None
         grad_k = torch.zeros_like(k) if need_k else None
         grad_v = torch.zeros_like(v) if need_v else None
-        for start in _block_rows(q.shape[0], ctx.block_size):
+        for i, start in enumerate(_block_rows(q.shape[0], ctx.block_size)):
             stop = min(start + ctx.block_size, q.shape[0])
             q_b, g_b = q[start:stop], grad_out[start:stop]
-            scores = _tanh_(q_b @ k.T)  # [b, n], recomputed
+            scores = cached[i] if i < len(cached) else _tanh_(q_b @ k.T)  # [b, n]
+            if i < len(cached):
+                cached[i] = None  # freed as soon as used
             if need_v:
                 grad_v.addmm_(scores.T, g_b)  # dV += C_b^T dY_b
             if need_q or need_k:
-                tanh_grad = scores.square_().neg_().add_(1.0)  # in place: 1 - C_b^2
-                grad_s = (g_b @ v.T).mul_(tanh_grad)  # [b, n]: dC * tanh'
+                grad_s = g_b @ v.T  # [b, n]: dC
+                grad_s.addcmul_(grad_s, scores.square_(), value=-1.0)  # dC * (1 - C_b^2)
                 if need_q:
                     grad_q[start:stop] = grad_s @ k
                 if need_k:
                     grad_k.addmm_(grad_s.T, q_b)
-        return grad_q, grad_k, grad_v, None
+        return grad_q, grad_k, grad_v, None, None
 
 
 def blocked_tanh_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int = 128
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int = 128, cache_mb: float = 0
 ) -> torch.Tensor:
     """``tanh(q @ k.T) @ v`` computed exactly in row blocks of ``q``.
 
-    Shapes: q [n_q, d], k [n, d], v [n, d_v] -> [n_q, d_v]. Differentiable in q, k and v; peak
-    extra memory O(block_size x n) in both passes.
+    Shapes: q [n_q, d], k [n, d], v [n, d_v] -> [n_q, d_v]. Differentiable once in q, k and v;
+    peak extra memory O(block_size x n) in both passes, plus up to ``cache_mb`` MiB of score
+    blocks kept from the forward for the backward (when a backward will run).
     """
     if q.shape[1] != k.shape[1] or k.shape[0] != v.shape[0]:
         raise ValueError(
             f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
-    return _BlockedTanhAttention.apply(q, k, v, block_size)
+    if block_size < 1 or cache_mb < 0:
+        raise ValueError(f"block_size must be >= 1 and cache_mb >= 0, got {block_size}, {cache_mb}")
+    return _BlockedTanhAttention.apply(q, k, v, block_size, cache_mb)
 
 
 def sampled_tanh_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_keys: int, block_size: int = 128
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    n_keys: int,
+    block_size: int = 128,
+    cache_mb: float = 0,
 ) -> torch.Tensor:
     """An unbiased estimate of ``tanh(q @ k.T) @ v`` from ``n_keys`` keys drawn uniformly
     without replacement (torch's generator), scaled by n / n_keys:
@@ -96,15 +119,16 @@ def sampled_tanh_attention(
     error of an entry: n sqrt((n - S) / (S (n - 1))) sigma, sigma the spread over the keys of
     tanh(q k_j^T) v_j for that entry: relative to the entry, sqrt((n - S) / (S (n - 1))) times
     the coefficient of variation of the terms. One sample per call (per modality and round in
-    RCA); differentiable like the exact kernel (the gradient of the estimate).
+    RCA); differentiable like the exact kernel (the gradient of the estimate); ``cache_mb`` as
+    there.
     Shapes: q [n_q, d], k [n, d], v [n, d_v] -> [n_q, d_v]."""
     n = k.shape[0]
     if n_keys < 1:
         raise ValueError(f"n_keys must be >= 1, got {n_keys}")
     if n_keys >= n:
-        return blocked_tanh_attention(q, k, v, block_size)
+        return blocked_tanh_attention(q, k, v, block_size, cache_mb)
     keys = torch.randperm(n, device=k.device)[:n_keys]  # [S]
-    return blocked_tanh_attention(q, k[keys], v[keys], block_size) * (n / n_keys)
+    return blocked_tanh_attention(q, k[keys], v[keys], block_size, cache_mb) * (n / n_keys)
 
 
 class _BlockedSoftmaxAttention(torch.autograd.Function):

@@ -61,6 +61,8 @@ class RecursiveCrossModalAttention(nn.Module):
         share_weights: one parameter set for all rounds (Algorithm 1 lists one) or one per round.
         score_scale: s inside tanh; value_scale: c on C^m X^m W_a^m.
         block_size: rows per block of the exact kernel (memory O(block_size x n)).
+        cache_mb: MiB of score blocks the exact kernel may keep from forward to backward, shared
+            out evenly over the K x R attentions of one pass (the numbers do not change).
         attention: replaces the exact kernel (``attention(q, k, v) = tanh(q k^T) v``).
 
     Shapes: ``forward([X^1..X^K] each [n, w], out_rows [n_out] or None)`` ->
@@ -78,6 +80,7 @@ class RecursiveCrossModalAttention(nn.Module):
         value_scale: float = 1.0,
         block_size: int = 128,
         attention: AttentionFn | None = None,
+        cache_mb: float = 0,
     ) -> None:
         super().__init__()
         if n_modalities < 1 or rounds < 1:
@@ -90,7 +93,11 @@ class RecursiveCrossModalAttention(nn.Module):
         )
         self.score_scale = score_scale
         self.value_scale = value_scale
-        self.attention = attention or partial(blocked_tanh_attention, block_size=block_size)
+        self.attention = attention or partial(
+            blocked_tanh_attention,
+            block_size=block_size,
+            cache_mb=cache_mb / (n_modalities * rounds),
+        )
 
     def forward(
         self, xs: list[torch.Tensor], out_rows: torch.Tensor | None = None

@@ -68,14 +68,18 @@ def gather_rows(local: torch.Tensor, n_rows: int, group=None) -> torch.Tensor:
 
 class ShardedTanhAttention:
     """``tanh(q k^T) v`` with the query rows split over the ranks of ``group`` (default: the
-    default process group); ``n_keys > 0`` samples that many keys as
+    default process group); ``cache_mb`` as ``nn.attention.blocked_tanh_attention``; ``n_keys > 0``
+    samples that many keys as
     ``nn.attention.sampled_tanh_attention`` does (an unbiased estimate, scaled by n / n_keys),
     the same sample on every rank. Same call signature as the single-process kernels."""
 
-    def __init__(self, block_size: int = 128, n_keys: int = 0, group=None) -> None:
+    def __init__(
+        self, block_size: int = 128, n_keys: int = 0, group=None, cache_mb: float = 0
+    ) -> None:
         if n_keys < 0 or block_size < 1:
             raise ValueError(f"n_keys must be >= 0 and block_size >= 1, got {n_keys}, {block_size}")
         self.block_size, self.n_keys, self.group = block_size, n_keys, group
+        self.cache_mb = cache_mb  # of this call's score blocks (nn.attention)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n, scale = k.shape[0], 1.0
@@ -86,6 +90,6 @@ class ShardedTanhAttention:
             k, v, scale = k[keys], v[keys], n / self.n_keys
         start, stop, _ = _rows_of(dist.get_rank(self.group), dist.get_world_size(self.group),
                                   q.shape[0])  # fmt: skip
-        local = blocked_tanh_attention(q[start:stop], k, v, self.block_size)  # [rows, d_v]
+        local = blocked_tanh_attention(q[start:stop], k, v, self.block_size, self.cache_mb)
         out = gather_rows(local, q.shape[0], self.group)
         return out * scale if scale != 1.0 else out

@@ -1,0 +1,92 @@
+"""Where a CRANE training epoch spends its time: the item-graph rebuild step (RCA forward and
+backward, kNN) against the steps that reuse the graph, and the top operators of the rebuild step.
+
+    .venv/bin/python benchmarks/crane_profile.py [--data ../shared/datasets/tiktok]
+        [--preset tiktok] [--set key=value ...] [--top 12]
+
+Builds the model as `cranerec train --model crane --preset P` would (seed 1), trains one epoch to
+warm up, then times every step of a second epoch (the first step of an epoch rebuilds RCA and
+the item graph, ``graph_cadence=epoch``), and profiles one more rebuild step with
+torch.profiler: its operators by self CPU time (the exact RCA kernel's forward and backward show
+as ``_BlockedTanhAttention`` / ``_BlockedTanhAttentionBackward``; their matmuls as ``aten::mm``
+and ``aten::addmm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _data import load_or_skip
+
+from cranerec.models import get_model_class
+from cranerec.train import build_config
+from cranerec.train.sampler import InteractionSampler
+from cranerec.train.trainer import seed_everything
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT))
+    p.add_argument("--preset", default="tiktok")
+    p.add_argument("--set", action="append", default=[], dest="overrides")
+    p.add_argument("--top", type=int, default=12)
+    args = p.parse_args()
+    data = load_or_skip(args.data)
+    if data is None:
+        return
+    config = build_config(model="crane", preset=args.preset, overrides=args.overrides, seed=1)
+    torch.set_num_threads(config.train.n_threads)
+    seed_everything(1)
+    model = get_model_class("crane")(data, config.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    sampler = InteractionSampler(data.train)
+    rng = np.random.default_rng(1)
+
+    def step(batch) -> float:
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.loss(batch)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - t0
+
+    def epoch(e: int) -> list[float]:
+        model.train()
+        model.pre_epoch(e, rng)
+        batches = sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu"))
+        return [step(b) for b in batches]
+
+    epoch(0)  # warm-up
+    times = epoch(1)
+    t0 = time.perf_counter()
+    model.export_embeddings()
+    forward_s = time.perf_counter() - t0
+    print(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items; crane --preset "
+          f"{args.preset} {' '.join(args.overrides)}; {torch.get_num_threads()} threads, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")  # fmt: skip
+    rest = times[1:]
+    print(f"epoch {sum(times):.2f} s: rebuild step {times[0]:.2f} s "
+          f"({times[0] / sum(times):.0%}), {len(rest)} other steps {sum(rest):.2f} s "
+          f"(median {statistics.median(rest) if rest else 0:.3f} s); inference forward "
+          f"{forward_s:.2f} s")  # fmt: skip
+
+    model.train()
+    model.pre_epoch(2, rng)
+    batch = next(iter(sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu"))))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step(batch)
+    print(f"\nrebuild step, top {args.top} operators by self CPU time:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+if __name__ == "__main__":
+    main()
