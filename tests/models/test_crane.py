@@ -234,6 +234,7 @@ def test_paper_presets_carry_table_3():
         0.7,
     )
     assert (t.lr, t.batch_size, t.epochs, t.patience) == (5e-5, 1024, 250, 5)
+    assert (m.gcn_weights, m.activation) == (True, "leaky_relu")  # Eq. 3-4 keep W^(l) and sigma
     assert build_config(model="crane", preset="baby", overrides=["model.knn_k=5"]).model.knn_k == 5
 
 

@@ -173,6 +173,7 @@ class CRANE(Model):
             "model": {
                 "ui_layers": 2,
                 "ii_layers": 1,
+                "activation": "leaky_relu",  # Eq. 3-4 keep sigma (unnamed: NGCF's, as Eq. 3-4)
                 "rca_rounds": r,
                 "knn_k": k,
                 "reg_weight": lam,

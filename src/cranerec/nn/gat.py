@@ -21,8 +21,7 @@ from torch import nn
 
 from cranerec.graph.softmax import edge_softmax
 
-#: Activations a setting may name (CRANE's sigma, the GAT's), by name.
-#: The activations a setting may name (``Activation``), and their modules.
+#: The activations a setting may name (CRANE's sigma, the GAT's), and their modules.
 Activation = Literal["none", "relu", "leaky_relu", "tanh", "elu"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "none": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
