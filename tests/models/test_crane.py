@@ -399,3 +399,20 @@ def test_approximate_rca_estimates_the_exact_refinement(tiny_data):
     assert 0 < error < 0.5, error
     with pytest.raises(ConfigError, match="rca_keys must be >= 0"):
         from_dict(CRANEConfig, {"rca_keys": -1})
+
+
+@pytest.mark.parametrize("profile", ["sum", "mean"])
+def test_linear_profiles_are_projected_without_the_raw_profile(tiny_data, profile):
+    """Eq. 5 then the projection, project(P X), is computed as P (project(X) - b) + b: the same
+    values and gradients as the literal order (which builds an [n_users, width_m] raw profile)."""
+    model = _model(tiny_data, profile=profile).double()
+    for m in model.modalities:
+        lin = model.project[m]
+        literal = lin(model.profiles(model.features[m], m))
+        (literal * literal).sum().backward()
+        want = [lin.weight.grad.clone(), lin.bias.grad.clone()]
+        lin.weight.grad = lin.bias.grad = None
+        fast = model._profile(lin(model.features[m])[: model.n_items], m)
+        (fast * fast).sum().backward()
+        torch.testing.assert_close(fast, literal)
+        torch.testing.assert_close([lin.weight.grad, lin.bias.grad], want)

@@ -1,10 +1,8 @@
 """CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
 
-Defaults follow the paper where it speaks (sum profiles, W^(l), a contrastive term) and our
-measurements where it is silent (feature normalisation, RCA scalings, projection order, DropEdge
-rule); the ``tiktok`` preset is what TikTok's validation split chose, and the paper's Table 3
-points ship as ``baby``, ``sports``, ``clothing``, ``electronics``. Every decision and the
-measurement behind it: docs/crane.md.
+Defaults follow the paper where it speaks and our measurements where it is silent; ``tiktok`` is
+what TikTok's validation split chose, the paper's Table 3 points ship as ``baby``, ``sports``,
+``clothing``, ``electronics``. Every decision and its measurement: docs/crane.md.
 
 Ablations and variants as settings (``--set model.<key>=<value>``):
     w/o item graph -> ``item_graph=false`` (h = 0, so the contrastive term is 0 too);
@@ -12,9 +10,8 @@ Ablations and variants as settings (``--set model.<key>=<value>``):
     w/o GCN -> ``ui_layers=0 ii_layers=0`` (our reading: e is the layer-0 embedding, h_i = e_i,
     h_u = sum of the user's e_i); w/o CL -> ``cl_weight=0``;
     CRANE-S / CRANE-A / single modality -> ``fusion=sum`` / ``average`` / ``<modality name>``;
-    w/o dual fusion -> ``late_fusion=true`` (the collaborative branch and a semantic branch with its
-    own item table trained with separate BPR losses and no contrastive term; at inference their
-    scores are summed: the exported vectors are the concatenations [e ; h]);
+    w/o dual fusion -> ``late_fusion=true`` (a collaborative and a semantic branch with its own
+    item table, separate BPR losses, no contrastive term; exported vectors [e ; h]);
     profiles (Sec. 4.8) -> ``profile=sum|mean|max|attention``.
 
 Paper symbol -> parameter:
@@ -323,14 +320,20 @@ class CRANE(Model):
             feats = {m: torch.cat([feats[m], new_items[m]]) for m in mods}
         x_items = [self.project[m](feats[m]) for m in mods]  # [N, w] each
         users = None
-        if self.fusion.reads_users and self.config.project_before_profile:
-            # profiles of the projected item features
-            users = [
-                self.profiles(x[: self.n_items], m) for x, m in zip(x_items, mods, strict=True)
-            ]
-        elif self.fusion.reads_users:  # profiles of the raw features (Eq. 5), projected after
-            users = [self.project[m](self.profiles(self.features[m], m)) for m in mods]
+        if self.fusion.reads_users:
+            users = [self._profile(x_items[i][: self.n_items], m) for i, m in enumerate(mods)]
         return self.fusion(x_items, users)  # [N, w']
+
+    def _profile(self, x: torch.Tensor, m: str) -> torch.Tensor:
+        """Users' rows of X^m (Eq. 5) from the projected items x = X W^T + b: P x with
+        ``project_before_profile``, else project(P X); for a linear rule P (sum, mean) computed as
+        P (x - b) + b, with no [n_users, width_m] raw profile (3 GB at Amazon-Electronics' shape)."""
+        if self.config.project_before_profile:
+            return self.profiles(x, m)
+        if not self.profiles.linear:
+            return self.project[m](self.profiles(self.features[m], m))
+        bias = self.project[m].bias
+        return self.profiles(x, m) if bias is None else self.profiles(x - bias, m) + bias
 
     def item_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 14: top-k cosine neighbours of the fused item features, self excluded, kept
@@ -436,8 +439,7 @@ class CRANE(Model):
         h_u: torch.Tensor,
         h_i: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """w/o dual fusion: each branch has its own BPR loss on its own scores, no contrastive
-        alignment; their parameters are disjoint, so the two are trained apart in one loop."""
+        """w/o dual fusion: each branch its own BPR loss, no contrast (disjoint parameters)."""
         u, p, n = batch.user_idx, batch.pos_idx, batch.neg_idx
         collab = bpr_loss((e_u[u] * e_i[p]).sum(-1), (e_u[u] * e_i[n]).sum(-1))
         semantic = bpr_loss((h_u[u] * h_i[p]).sum(-1), (h_u[u] * h_i[n]).sum(-1))
@@ -465,9 +467,8 @@ class CRANE(Model):
         3. aggregate: h^(l)_new = sum_j S~[new, j] h^(l-1)_j over the trained items' h^(l-1)
            (Eq. 15; ``propagate_joined``), h^(0)_new = 0 (no ID embedding). With no
            interactions e_new = 0, so the vector is z = h^(L_II) (``late_fusion``: [0 ; h]).
-        The trained items' graph (as validated) is kept, and no trained item gains a new
-        neighbour, so no existing score moves. Configurations whose scores do not use the
-        features (``item_graph=false`` or ``ii_layers=0``) have no content path.
+        The trained items' graph is kept and no trained item gains a neighbour, so no existing
+        score moves; ``item_graph=false`` or ``ii_layers=0`` have no content path.
         Shapes: features {m: [n_new, width_m]} -> [n_new, d] (2d with ``late_fusion``).
         """
         if not self.config.item_graph or self.config.ii_layers == 0:

@@ -8,7 +8,7 @@ Shapes: ``profiles(x_items [n_items, w], modality) -> [n_users, w]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +22,10 @@ ProfileRule = Literal["sum", "mean", "max", "attention"]
 
 class UserProfiles(nn.Module):
     """Base: the training interactions R [n_users, n_items] (binary) as a sparse matrix, as the
-    users' degrees, and as an edge list (users, items)."""
+    users' degrees, and as an edge list (users, items). ``linear``: the rule is a linear map of
+    the item rows (so it commutes with a linear projection)."""
+
+    linear: ClassVar[bool] = False
 
     def __init__(self, train: sp.spmatrix, modalities: Sequence[str], width: int) -> None:
         super().__init__()
@@ -46,12 +49,16 @@ class UserProfiles(nn.Module):
 class SumProfile(UserProfiles):
     """x_u = sum of the user's items' rows (Eq. 5)."""
 
+    linear = True
+
     def forward(self, x_items: torch.Tensor, modality: str) -> torch.Tensor:
         return torch.sparse.mm(self.interactions, x_items)
 
 
 class MeanProfile(UserProfiles):
     """x_u = mean of the user's items' rows (a user without items: 0)."""
+
+    linear = True
 
     def forward(self, x_items: torch.Tensor, modality: str) -> torch.Tensor:
         return torch.sparse.mm(self.interactions, x_items) / self.user_deg
