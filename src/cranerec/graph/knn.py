@@ -21,8 +21,9 @@ def knn_graph(
 
     Returns ``(indices [N, k], values [N, k])``: the neighbour indices and their cosine
     similarities, computed in row blocks so memory stays O(block_size x N). Differentiable in
-    ``values`` (gradients flow into ``features`` through the kept similarities). Ties are broken
-    by the lower index.
+    ``values`` (gradients flow into ``features`` through the kept similarities, recomputed for the
+    k neighbours, so a backward keeps O(N k D), not the N x N similarities). Ties are broken by
+    the lower index.
     """
     n = features.shape[0]
     if not 0 < k < n + (0 if exclude_self else 1):
@@ -31,14 +32,15 @@ def knn_graph(
     idx_blocks, val_blocks = [], []
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
-        sim = normed[start:stop] @ normed.T  # [B, N]
-        if exclude_self:
-            rows = torch.arange(stop - start, device=sim.device)
-            sim = sim.index_put((rows, rows + start), sim.new_tensor(float("-inf")))
-        with torch.no_grad():
-            _, top = topk_items(sim.detach(), k)  # ties by the lower index
+        with torch.no_grad():  # the [B, N] block is never kept for a backward
+            sim = normed[start:stop] @ normed.T  # [B, N]
+            if exclude_self:
+                rows = torch.arange(stop - start, device=sim.device)
+                sim[rows, rows + start] = float("-inf")
+            _, top = topk_items(sim, k)  # ties by the lower index
         idx_blocks.append(top)
-        val_blocks.append(sim.gather(1, top))
+        # the kept similarities again, with gradient: O(B k D) saved instead of O(B N)
+        val_blocks.append((normed[start:stop, None, :] * normed[top]).sum(-1))  # [B, k]
     return torch.cat(idx_blocks), torch.cat(val_blocks)
 
 
