@@ -3,13 +3,16 @@ backward, kNN) against the steps that reuse the graph, and the top operators of 
 
     .venv/bin/python benchmarks/crane_profile.py [--data ../shared/datasets/tiktok]
         [--preset tiktok] [--set key=value ...] [--top 12]
+        [--shape USERS ITEMS INTERACTIONS [--widths 4096 384]] [--steps N]
 
 Builds the model as `cranerec train --model crane --preset P` would (seed 1), trains one epoch to
 warm up, then times every step of a second epoch (the first step of an epoch rebuilds RCA and
 the item graph, ``graph_cadence=epoch``), and profiles one more rebuild step with
 torch.profiler: its operators by self CPU time (the exact RCA kernel's forward and backward show
 as ``_BlockedTanhAttention`` / ``_BlockedTanhAttentionBackward``; their matmuls as ``aten::mm``
-and ``aten::addmm``).
+and ``aten::addmm``). ``--shape`` uses SYNTHETIC random data of that shape instead
+(``benchmarks/crane_memory.py``'s generator; cost only) and ``--steps N`` times only the first N
+steps of each epoch (for large shapes).
 """
 
 from __future__ import annotations
@@ -36,14 +39,23 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT))
-    p.add_argument("--preset", default="tiktok")
+    p.add_argument("--preset", default="tiktok", help="a crane preset, or none (the defaults)")
     p.add_argument("--set", action="append", default=[], dest="overrides")
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--shape", type=int, nargs=3, metavar=("USERS", "ITEMS", "INTERACTIONS"))
+    p.add_argument("--widths", type=int, nargs="+", default=[4096, 384])
+    p.add_argument("--steps", type=int, default=0, help="time only the first N steps (0: all)")
     args = p.parse_args()
-    data = load_or_skip(args.data)
+    if args.shape:
+        from crane_memory import make_data
+
+        data = make_data(*args.shape, args.widths)
+    else:
+        data = load_or_skip(args.data)
     if data is None:
         return
-    config = build_config(model="crane", preset=args.preset, overrides=args.overrides, seed=1)
+    preset = None if args.preset == "none" else args.preset
+    config = build_config(model="crane", preset=preset, overrides=args.overrides, seed=1)
     torch.set_num_threads(config.train.n_threads)
     seed_everything(1)
     model = get_model_class("crane")(data, config.model)
@@ -63,7 +75,7 @@ def main() -> None:
         model.train()
         model.pre_epoch(e, rng)
         batches = sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu"))
-        return [step(b) for b in batches]
+        return [step(b) for b, _ in zip(batches, range(args.steps or 10**9), strict=False)]
 
     epoch(0)  # warm-up
     times = epoch(1)
