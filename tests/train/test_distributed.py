@@ -159,3 +159,21 @@ def test_torchrun_launches_a_distributed_cli_run(tmp_path):
     )  # fmt: skip
     assert alone.returncode != 0
     assert "torchrun" in alone.stderr and "Traceback" not in alone.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [(["--seeds", "1", "2"], "--distributed trains one run"), ([], "torchrun")],
+)
+def test_distributed_misuse_is_a_one_line_error(tmp_path, capsys, monkeypatch, flags, says):
+    """--seeds with --distributed, or --distributed outside torchrun: exit 2, one line naming
+    what to do, nothing written."""
+    from cranerec.cli import main
+
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "run"
+    assert main(["train", "--distributed", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.strip().count("\n") == 0
+    assert not out.exists()
