@@ -142,6 +142,7 @@ class Settings:
     RUNTIME: typing.ClassVar[frozenset[str]] = frozenset()
     #: Settings added after result stores existed: left out of a run's id while at their default,
     #: so the ids of runs stored before them stay valid (a run that changes one gets a new id).
+    #: A RUNTIME setting added later belongs here too (RUNTIME alone keeps it in the id).
     ADDED: typing.ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:

@@ -163,5 +163,8 @@ def test_a_block_size_is_not_part_of_a_run_id_and_older_ids_stay_valid():
     # init=xavier, Sec. 4.3.2, is a new model)
     ids = {m: run_id(build_config(model=m), "fp", "1.0") for m in ("lightgcn", "camgr")}
     assert ids == {"lightgcn": "e5664509f986daa3", "camgr": "73b8c559083d2a88"}
+    # CRANE's default id as at 206f403: settings added since (rca_cache_mb, a RUNTIME one) must
+    # not move it, or every stored CRANE run would train again
+    assert run_id(build_config(model="crane"), "fp", "1.0") == "1bdced83ac9bd4a4"
     longer = build_config(model="lightgcn", overrides=["train.min_epochs=5"])
     assert run_id(longer, "fp", "1.0") != ids["lightgcn"]  # a setting added later, changed

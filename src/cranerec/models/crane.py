@@ -98,7 +98,7 @@ class CRANEConfig(Settings):
 
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size", "rca_cache_mb"})
     ADDED: ClassVar[frozenset[str]] = frozenset(
-        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs", "rca_keys"}
+        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs", "rca_keys", "rca_cache_mb"}
     )
 
     embedding_dim: int = 64
