@@ -22,6 +22,11 @@ if [ -d "$DATA" ]; then
     .venv/bin/cranerec train --data "$DATA" --model "$model" --preset reference --seeds 1 2 3 \
       --out "$OUT/tiktok-$model" --set train.progress=false
   done
+  # Issue 19's models with their `reference` presets (MMRec's yaml point, see each docstring)
+  for model in slmrec lgmrec mgcn grcn dualgnn dragon; do
+    .venv/bin/cranerec train --data "$DATA" --model "$model" --preset reference --seeds 1 2 3 \
+      --out "$OUT/tiktok-$model" --set train.progress=false
+  done
   for model in lattice crane_official; do
     .venv/bin/cranerec train --data "$DATA" --model "$model" --preset reference_10ep --seeds 1 2 3 \
       --out "$OUT/tiktok-$model" --set train.progress=false
