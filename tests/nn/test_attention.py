@@ -27,24 +27,7 @@ def test_gradcheck(block_size):
     )
 
 
-def test_gradients_equal_dense_autograd():
-    q, k, v = _inputs()
-    w = torch.randn(7, 4, dtype=torch.float64)
-    (blocked_tanh_attention(q, k, v, 2) * w).sum().backward()
-    got = [t.grad.clone() for t in (q, k, v)]
-    for t in (q, k, v):
-        t.grad = None
-    ((torch.tanh(q @ k.T) @ v) * w).sum().backward()
-    for a, t in zip(got, (q, k, v), strict=True):
-        torch.testing.assert_close(a, t.grad)
-
-
-# budgets in MiB: nothing; two of the four [2, 9] float64 score blocks (144 bytes each), with
-# room left for the short last block (72 bytes), which must not be kept out of order; all
-@pytest.mark.parametrize("cache_mb", [0, 400 / 2**20, 1.0])
-def test_cached_scores_give_the_dense_gradients(cache_mb):
-    """Score blocks kept from the forward (within the budget) replace the backward's
-    recomputation without changing a number, also when only some blocks fit."""
+def _assert_dense_gradients(cache_mb: float = 0) -> None:
     q, k, v = _inputs()
     w = torch.randn(7, 4, dtype=torch.float64)
     (blocked_tanh_attention(q, k, v, 2, cache_mb=cache_mb) * w).sum().backward()
@@ -54,6 +37,19 @@ def test_cached_scores_give_the_dense_gradients(cache_mb):
     ((torch.tanh(q @ k.T) @ v) * w).sum().backward()
     for a, t in zip(got, (q, k, v), strict=True):
         torch.testing.assert_close(a, t.grad)
+
+
+def test_gradients_equal_dense_autograd():
+    _assert_dense_gradients()
+
+
+# budgets in MiB: nothing; two of the four [2, 9] float64 score blocks (144 bytes each), with
+# room left for the short last block (72 bytes), which must not be kept out of order; all
+@pytest.mark.parametrize("cache_mb", [0, 400 / 2**20, 1.0])
+def test_cached_scores_give_the_dense_gradients(cache_mb):
+    """Score blocks kept from the forward (within the budget) replace the backward's
+    recomputation without changing a number, also when only some blocks fit."""
+    _assert_dense_gradients(cache_mb)
     assert torch.autograd.gradcheck(
         lambda a, b, c: blocked_tanh_attention(a, b, c, 3, cache_mb=cache_mb), _inputs(5, 6, 2, 3)
     )
