@@ -386,6 +386,32 @@ def test_xavier_initialisation_of_the_projections_and_layer_weights(tiny_data):
     assert any(layer.bias.any() for layer in default.project.values())  # PyTorch's default
 
 
+def test_orthogonal_init_starts_the_item_graph_from_the_features_own_neighbours(tiny_data):
+    # init=orthogonal: a square orthogonal projection keeps every cosine, so the first item graph
+    # of one modality is the raw features' kNN graph; Xavier's random map changes it
+    from cranerec.graph import knn_graph
+
+    text = tiny_data.features["text"]
+    raw_idx, _ = knn_graph(torch.nn.functional.normalize(torch.from_numpy(text), dim=1), 5)
+    graphs = {}
+    for init in ("orthogonal", "xavier"):
+        model = _model(tiny_data, init=init, fusion="text", rca_width=text.shape[1]).eval()
+        with torch.no_grad():
+            graphs[init] = model.item_graph()[0]
+    assert torch.equal(graphs["orthogonal"], raw_idx)
+    assert not torch.equal(graphs["xavier"], raw_idx)
+
+
+def test_orthogonal_init_makes_each_rca_round_pass_its_input_on(tiny_data):
+    model = _model(tiny_data, init="orthogonal")
+    for layer in model.project.values():  # orthonormal rows or columns, whichever are fewer
+        w = layer.weight if layer.out_features <= layer.in_features else layer.weight.T
+        torch.testing.assert_close(w @ w.T, torch.eye(len(w)))
+    for params in model.fusion.rca.params:  # W_f^m = I (Eq. 12)
+        for skip in params.skip:
+            torch.testing.assert_close(skip.weight, torch.eye(skip.in_features))
+
+
 def test_approximate_rca_estimates_the_exact_refinement(tiny_data):
     # rca_keys=S: each attention sums S sampled keys instead of all users + items; with S at
     # least their number it is the exact model, with fewer an estimate near it

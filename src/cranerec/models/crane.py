@@ -49,8 +49,9 @@ and ramp it up (``contrastive_weight``); ``cl_loss`` chooses InfoNCE (the paper'
 (1 - cos, no negatives) or ``centred`` (InfoNCE of batch-centred views); at beta = 0 the term is
 not computed. ``init="xavier"`` (Sec. 4.3.2) initialises W^(l) and the feature projections with
 Xavier-uniform weights and zero biases; ``"torch"`` keeps PyTorch's Linear default (the
-``tiktok`` preset was validated with it). Pair with ``train.min_epochs`` so that early
-snapshots are not chosen while BPR is still stalled.
+``tiktok`` preset was validated with it); ``"orthogonal"`` makes them orthogonal and RCA's
+residual W_f the identity, so that the first item graph keeps the features' own neighbourhoods
+(with Xavier, R random maps scramble them: docs/crane.md). Pair with ``train.min_epochs``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
@@ -90,6 +91,9 @@ from cranerec.nn.gat import ACTIVATIONS, Activation
 from cranerec.nn.item_features import ItemFeatures
 from cranerec.nn.losses import VIEW_CONTRASTS, bpr_loss, l2_batch
 from cranerec.nn.profiles import PROFILES
+
+INITS = {"xavier": nn.init.xavier_uniform_, "orthogonal": nn.init.orthogonal_}  # ``init``
+Losses = tuple[Tensor, dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class CRANEConfig(Settings):
     cl_ramp_epochs: int = 0  # ... then rises linearly to cl_weight over these
     temperature: float = 0.2
     reg_weight: float = 1e-4
-    init: Literal["xavier", "torch"] = "xavier"  # Sec. 4.3.2; torch: PyTorch's Linear default
+    init: Literal["xavier", "torch", "orthogonal"] = "xavier"  # Sec. 4.3.2; see the docstring
 
     def validate(self) -> None:
         if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
@@ -229,9 +233,10 @@ class CRANE(Model):
             dataset.features, self.modalities, normalize=config.feature_norm
         )
         self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
-        if config.init == "xavier":  # Sec. 4.3.2 (the ID tables and RCA are Xavier either way)
+        if config.init != "torch":  # Sec. 4.3.2 (the ID tables and RCA are Xavier either way)
+            weight_init = INITS[config.init]
             for layer in [*(self.gcn or []), *self.project.values()]:
-                nn.init.xavier_uniform_(layer.weight)
+                weight_init(layer.weight)
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
         # The variants, chosen once: the profile rule (Eq. 5, Sec. 4.8) and the fusion (Sec. 4.6).
@@ -254,6 +259,8 @@ class CRANE(Model):
                 cache_mb=self._cache_mb,
             ),
         )  # fmt: skip
+        if rca is not None and config.init == "orthogonal":
+            rca.identity_residual()
         self.fusion = make_fusion(config.fusion, self.modalities, rca)
         # w/o dual fusion: the two branches scored and trained apart (``late_fusion``).
         self._combine = _concat if config.late_fusion else torch.add
@@ -395,17 +402,12 @@ class CRANE(Model):
         e_u, e_i, h_u, h_i = self._views()
         return self._combine(e_u, h_u), self._combine(e_i, h_i)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, batch: Batch) -> Losses:
         return self._loss(batch, *self._views())
 
     def _dual_loss(
-        self,
-        batch: Batch,
-        e_u: torch.Tensor,
-        e_i: torch.Tensor,
-        h_u: torch.Tensor,
-        h_i: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self, batch: Batch, e_u: Tensor, e_i: Tensor, h_u: Tensor, h_i: Tensor
+    ) -> Losses:
         """Eq. 18-20: BPR on z = e + h, InfoNCE between the views, L2 on the batch's rows."""
         z_u, z_i = e_u + h_u, e_i + h_i
         u, i, j = z_u[batch.user_idx], z_i[batch.pos_idx], z_i[batch.neg_idx]
@@ -432,13 +434,8 @@ class CRANE(Model):
         return total, {"bpr": rank.detach(), "cl": cl.detach(), "reg": reg.detach()}
 
     def _late_fusion_loss(
-        self,
-        batch: Batch,
-        e_u: torch.Tensor,
-        e_i: torch.Tensor,
-        h_u: torch.Tensor,
-        h_i: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self, batch: Batch, e_u: Tensor, e_i: Tensor, h_u: Tensor, h_i: Tensor
+    ) -> Losses:
         """w/o dual fusion: each branch its own BPR loss, no contrast (disjoint parameters)."""
         u, p, n = batch.user_idx, batch.pos_idx, batch.neg_idx
         collab = bpr_loss((e_u[u] * e_i[p]).sum(-1), (e_u[u] * e_i[n]).sum(-1))

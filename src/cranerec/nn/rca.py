@@ -99,6 +99,14 @@ class RecursiveCrossModalAttention(nn.Module):
             cache_mb=cache_mb / (n_modalities * rounds),
         )
 
+    @torch.no_grad()
+    def identity_residual(self) -> None:
+        """W_f^m = I (Eq. 12): at the start each round passes its input on unchanged beside the
+        attention term, so R rounds do not compound R random maps of the features' geometry."""
+        for p in self.params:
+            for skip in p.skip:
+                nn.init.eye_(skip.weight)
+
     def forward(
         self, xs: list[torch.Tensor], out_rows: torch.Tensor | None = None
     ) -> list[torch.Tensor]:

@@ -282,7 +282,10 @@ def _train_main(config, run_dir, dataset, model, evaluator, callbacks, extend, r
                     title=f"{config.model_name} on {dataset.name}{synthetic}, seed {config.seed}",
                 )  # fmt: skip
             except Exception as e:  # a plot must never cost a finished run its results
-                log.warning("could not draw the training curve: %s", e)
+                log.warning(
+                    "could not draw the training curve from %s (%s: %s); the results are kept",
+                    RunDir(run_dir).metrics, type(e).__name__, e,
+                )  # fmt: skip
         write_json_atomic(results_path, results)
         return results
 
