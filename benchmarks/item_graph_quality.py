@@ -3,11 +3,12 @@ pairs that at least one training user interacted with both, for CRANE's item gra
 trained run, and at initialisation with the RCA and the ``concat`` fusions), each raw modality
 alone, and random neighbours.
 
-    .venv/bin/python benchmarks/item_graph_quality.py RUN_DIR [--k 10]
+    .venv/bin/python benchmarks/item_graph_quality.py RUN_DIR [--k 10] [--widths 128 384]
     .venv/bin/python benchmarks/item_graph_quality.py --data PATH [--features-dir DIR] [--k 10]
 
 RUN_DIR is a finished CRANE run (its config names the data). With ``--data`` instead, only the
-raw modalities and random neighbours (no model). Reads the training split only.
+raw modalities and random neighbours (no model). ``--widths`` adds the graph at initialisation
+with ``init=orthogonal`` at other RCA widths. Reads the training split only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--data", help="a dataset instead of a run: raw modalities only")
     p.add_argument("--features-dir", help="feature files of --data from another folder")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--widths", type=int, nargs="*", default=[], help="more RCA widths (init only)")
     args = p.parse_args()
     if (args.run is None) == (args.data is None):
         p.error("give RUN_DIR or --data")
@@ -61,6 +63,14 @@ def main() -> None:
                 replace(cfg.model, fusion="concat"),
                 False,
             ),
+            *[
+                (
+                    f"RCA at init, init=orthogonal, width {w}",
+                    replace(cfg.model, init="orthogonal", rca_width=w),
+                    False,
+                )
+                for w in [cfg.model.rca_width, *args.widths]
+            ],
         ]
     ):
         torch.manual_seed(0)
