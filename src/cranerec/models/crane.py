@@ -93,6 +93,8 @@ from cranerec.nn.losses import VIEW_CONTRASTS, bpr_loss, l2_batch
 from cranerec.nn.profiles import PROFILES
 
 INITS = {"xavier": nn.init.xavier_uniform_, "orthogonal": nn.init.orthogonal_}  # ``init``
+_VALIDATED = {"semantic_user": "mean", "cl_weight": 0.0, "gcn_weights": False}  # both presets
+_VALIDATED_TRAIN = {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20}
 Losses = tuple[Tensor, dict[str, Tensor]]
 
 
@@ -189,17 +191,15 @@ class CRANE(Model):
             "clothing": (3, 10, 1e-4, 1e-3, 0.4, 0.7),
             "electronics": (3, 10, 1e-4, 5e-4, 0.5, 0.6),
         }.items()
-    } | {  # chosen on TikTok's validation split (benchmarks/crane_search.py, docs/crane.md)
-        "tiktok": {
-            "model": {
-                "semantic_user": "mean",
-                "cl_weight": 0.0,
-                "gcn_weights": False,
-                "project_before_profile": False,
-                "init": "torch",  # what the preset was validated with
-            },
-            "train": {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20},
-        }
+    } | {  # chosen on validation splits: TikTok's, Amazon Sports with text's (docs/crane.md)
+        "tiktok": {  # torch init: what the preset was validated with
+            "model": {**_VALIDATED, "project_before_profile": False, "init": "torch"},
+            "train": {**_VALIDATED_TRAIN},
+        },
+        "sports_text": {  # approximate RCA: exact costs minutes an epoch there on a CPU
+            "model": {**_VALIDATED, "init": "orthogonal", "rca_keys": 2048},
+            "train": {**_VALIDATED_TRAIN, "min_epochs": 10},
+        },
     }
 
     def __init__(self, dataset: Dataset, config: CRANEConfig) -> None:
