@@ -214,3 +214,25 @@ def test_a_row_whose_seeds_ran_on_two_devices_gives_seconds_per_device(tmp_path)
     text = report.spec_report(spec, store, tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| bpr |"))
     assert "| 9 (cpu), 0.5 (cuda) |" in row
+
+
+def test_a_validation_table_tests_on_the_validation_split_only(tmp_path):
+    """A table meant for choosing (split: valid) must not show test-split p-values: its paired
+    tests read the per-user validation values, so they stand even with every test file gone."""
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec()
+    raw["report"] = [
+        {"kind": "table", "rows": "model", "metrics": ["recall@20"], "split": split}
+        for split in ("valid", "test")
+    ]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    for row in store.runs(spec.name):
+        (store.run_dir(row.run_id) / "per_user.npz").unlink()  # the test split's values
+    text = report.spec_report(spec, store, tmp_path)
+    valid_row, test_row = [line for line in text.splitlines() if line.startswith("| bpr |")]
+    assert "p users (R@20, Holm)" in text and "per-user valid R@20" in text
+    assert valid_row.count(" | ") > test_row.count(" | ")  # p columns only where they could be

@@ -29,14 +29,14 @@ def results_table(
             RowRuns(
                 g.label,
                 {
-                    r.seed: (ctx.run_path(r), r.results["test"].get(test_metric, math.nan))
+                    r.seed: (ctx.run_path(r), r.results[split].get(test_metric, math.nan))
                     for r in g.runs
                 },
             )
             for g in groups
         ]
         try:
-            comps = compare_rows(rows, ref_label, test_metric, "test")
+            comps = compare_rows(rows, ref_label, test_metric, split)  # the table's split only
         except (OSError, KeyError) as e:  # a run without per-user values
             log.warning("paired tests skipped: %s", e)
     means = {m: [mean_std(g.values(split, m))[0] for g in groups] for m in metrics}
@@ -84,9 +84,9 @@ def results_table(
     notes = []
     if comps:
         notes.append(
-            f"p-values: two-sided paired t-tests against {ref_label} — over users on per-user test "
-            f"{short(test_metric)} averaged over the seeds both rows have, and over those seeds on "
-            "the test value — Holm-corrected across the comparisons of this table (– : fewer than "
+            f"p-values: two-sided paired t-tests against {ref_label} — over users on per-user "
+            f"{split} {short(test_metric)} averaged over the seeds both rows have, and over those "
+            f"seeds on the {split} value — Holm-corrected across the comparisons of this table (– : fewer than "
             "two seeds to pair)."
         )
     if timing:
