@@ -197,7 +197,7 @@ class CRANE(Model):
             "train": {**_VALIDATED_TRAIN},
         },
         "sports_text": {  # approximate RCA: exact costs minutes an epoch there on a CPU
-            "model": {**_VALIDATED, "init": "orthogonal", "rca_keys": 2048},
+            "model": {**_VALIDATED, "init": "orthogonal", "rca_width": 128, "rca_keys": 2048},
             "train": {**_VALIDATED_TRAIN, "min_epochs": 10},
         },
     }
