@@ -233,7 +233,7 @@ class CRANE(Model):
             dataset.features, self.modalities, normalize=config.feature_norm
         )
         self.project = feature_projections(dataset.features, self.modalities, config.rca_width)
-        if config.init != "torch":  # Sec. 4.3.2 (the ID tables and RCA are Xavier either way)
+        if config.init != "torch":  # Sec. 4.3.2 (ID tables and RCA: Xavier, but W_f = I below)
             weight_init = INITS[config.init]
             for layer in [*(self.gcn or []), *self.project.values()]:
                 weight_init(layer.weight)
