@@ -86,8 +86,8 @@ def results_table(
         notes.append(
             f"p-values: two-sided paired t-tests against {ref_label} — over users on per-user "
             f"{split} {short(test_metric)} averaged over the seeds both rows have, and over those "
-            f"seeds on the {split} value — Holm-corrected across the comparisons of this table (– : fewer than "
-            "two seeds to pair)."
+            f"seeds on the {split} value — Holm-corrected across the comparisons of this table "
+            "(– : fewer than two seeds to pair)."
         )
     if timing:
         notes.append(
