@@ -70,6 +70,8 @@ def main() -> None:
                     False,
                 )
                 for w in [cfg.model.rca_width, *args.widths]
+                # the run's own init and width are the "RCA at initialisation" row already
+                if (w, "orthogonal") != (cfg.model.rca_width, cfg.model.init)
             ],
         ]
     ):
