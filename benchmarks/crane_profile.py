@@ -4,6 +4,7 @@ backward, kNN) against the steps that reuse the graph, and the top operators of 
     .venv/bin/python benchmarks/crane_profile.py [--data ../shared/datasets/tiktok]
         [--preset tiktok] [--set key=value ...] [--top 12]
         [--shape USERS ITEMS INTERACTIONS [--widths 4096 384]] [--steps N]
+        [--compare lightgcn freedom] [--profile-reuse]
 
 Builds the model as `cranerec train --model crane --preset P` would (seed 1), trains one epoch to
 warm up, then times every step of a second epoch (the first step of an epoch rebuilds RCA and
@@ -12,7 +13,10 @@ torch.profiler: its operators by self CPU time (the exact RCA kernel's forward a
 as ``_BlockedTanhAttention`` / ``_BlockedTanhAttentionBackward``; their matmuls as ``aten::mm``
 and ``aten::addmm``). ``--shape`` uses SYNTHETIC random data of that shape instead
 (``benchmarks/crane_memory.py``'s generator; cost only) and ``--steps N`` times only the first N
-steps of each epoch (for large shapes).
+steps of each epoch (for large shapes). ``--compare M ...`` times the same steps of those models
+(their defaults, the same data and batch size) in the same process, after CRANE, and prints the
+ratio of CRANE's steps to theirs: the cost an epoch pays whatever RCA costs. ``--profile-reuse``
+also profiles one step that reuses the item graph (what the other steps of an epoch do).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ def main() -> None:
     p.add_argument("--shape", type=int, nargs=3, metavar=("USERS", "ITEMS", "INTERACTIONS"))
     p.add_argument("--widths", type=int, nargs="+", default=[4096, 384])
     p.add_argument("--steps", type=int, default=0, help="time only the first N steps (0: all)")
+    p.add_argument("--compare", nargs="*", default=[], metavar="MODEL")
+    p.add_argument("--profile-reuse", action="store_true")
     args = p.parse_args()
     if args.shape:
         from crane_memory import make_data
@@ -59,45 +65,75 @@ def main() -> None:
     torch.set_num_threads(config.train.n_threads)
     seed_everything(1)
     model = get_model_class("crane")(data, config.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     sampler = InteractionSampler(data.train)
-    rng = np.random.default_rng(1)
+    times, forward_s = _time_epoch(model, data, sampler, config, args.steps)
+    print(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items; crane --preset "
+          f"{args.preset} {' '.join(args.overrides)}; {torch.get_num_threads()} threads, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")  # fmt: skip
+    rest = times[1:]
+    reuse = statistics.median(rest) if rest else 0.0
+    print(f"epoch {sum(times):.2f} s: rebuild step {times[0]:.2f} s "
+          f"({times[0] / sum(times):.0%}), {len(rest)} other steps {sum(rest):.2f} s "
+          f"(median {reuse:.3f} s); inference forward {forward_s:.2f} s")  # fmt: skip
+    n_steps = -(-data.train.nnz // config.train.batch_size)
+    if args.steps:
+        print(f"a whole epoch of {n_steps} steps: about {times[0] + (n_steps - 1) * reuse:.0f} s "
+              f"(the rebuild step + {n_steps - 1} x the median other step)")  # fmt: skip
 
-    def step(batch) -> float:
-        t0 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = model.loss(batch)
-        loss.backward()
-        optimizer.step()
-        return time.perf_counter() - t0
+    rng = np.random.default_rng(2)
+    for label, reused in [("rebuild", False)] + [("reuse", True)] * args.profile_reuse:
+        model.train()
+        model.pre_epoch(2, rng)
+        batches = iter(sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu")))
+        if reused:
+            _step(model, torch.optim.Adam(model.parameters()), next(batches))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            _step(model, torch.optim.Adam(model.parameters()), next(batches))
+        print(f"\n{label} step, top {args.top} operators by self CPU time:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+    for name in args.compare:
+        cfg = build_config(
+            model=name, seed=1, overrides=[f"train.batch_size={config.train.batch_size}"]
+        )
+        seed_everything(1)
+        other = get_model_class(name)(data, cfg.model)
+        t, _ = _time_epoch(other, data, sampler, cfg, args.steps)
+        med = statistics.median(t[1:] or t)
+        print(f"{name} (defaults): median step {med:.3f} s over {len(t)} steps; crane's other "
+              f"steps / {name}'s: {reuse / med:.2f}x; crane's epoch / {name}'s: "
+              f"{(times[0] + (n_steps - 1) * reuse) / (n_steps * med):.2f}x")  # fmt: skip
+
+
+def _step(model, optimizer, batch) -> float:
+    t0 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss, _ = model.loss(batch)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - t0
+
+
+def _time_epoch(model, data, sampler, config, steps: int) -> tuple[list[float], float]:
+    """Seconds of each step of a second epoch (after a warm-up epoch), and of one inference
+    forward. ``steps``: only the first N steps of each epoch (0: all)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    rng = np.random.default_rng(1)
 
     def epoch(e: int) -> list[float]:
         model.train()
         model.pre_epoch(e, rng)
-        batches = sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu"))
-        return [step(b) for b, _ in zip(batches, range(args.steps or 10**9), strict=False)]
+        kind = model.batch_kind
+        batches = sampler.epoch(kind, config.train.batch_size, rng, torch.device("cpu"))
+        return [
+            _step(model, optimizer, b) for b, _ in zip(batches, range(steps or 10**9), strict=False)
+        ]
 
     epoch(0)  # warm-up
     times = epoch(1)
     t0 = time.perf_counter()
     model.export_embeddings()
-    forward_s = time.perf_counter() - t0
-    print(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items; crane --preset "
-          f"{args.preset} {' '.join(args.overrides)}; {torch.get_num_threads()} threads, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")  # fmt: skip
-    rest = times[1:]
-    print(f"epoch {sum(times):.2f} s: rebuild step {times[0]:.2f} s "
-          f"({times[0] / sum(times):.0%}), {len(rest)} other steps {sum(rest):.2f} s "
-          f"(median {statistics.median(rest) if rest else 0:.3f} s); inference forward "
-          f"{forward_s:.2f} s")  # fmt: skip
-
-    model.train()
-    model.pre_epoch(2, rng)
-    batch = next(iter(sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu"))))
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step(batch)
-    print(f"\nrebuild step, top {args.top} operators by self CPU time:")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+    return times, time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the tables and figures the suite promises, each with its sources."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,17 @@ def test_smoke_suite_end_to_end(name, tmp_path):
         assert "Chosen: trial" in text
         trial_dirs = re.findall(r"`([^`]*trial-[^`]*)`", text)
         assert trial_dirs and all((report.parent / d / "results.json").exists() for d in trial_dirs)
+
+
+BENCHMARK_SPECS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BENCHMARK_SPECS, ids=lambda p: p.name)
+def test_benchmark_specs_expand_into_valid_runs(path, monkeypatch):
+    """The specs under benchmarks/ (hours-long queues) name only settings that exist: each one
+    loads and every run's configuration validates, so a typo fails here, not hours into a queue."""
+    monkeypatch.setenv("CRANEREC_DATA", "/nonexistent")  # the paths need not exist to expand
+    spec = load_spec(str(path))
+    runs = runs_of(spec)
+    configs = [r.config for r in runs]  # ConfigError names the run and the setting
+    assert runs and len({repr(c) for c in configs}) == len(configs)  # no run twice
