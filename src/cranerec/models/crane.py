@@ -69,6 +69,7 @@ from cranerec.config import ConfigError, Settings
 from cranerec.data.dataset import Dataset
 from cranerec.graph import (
     DropEdgeMode,
+    KnnProduct,
     UserItemGraph,
     drop_edges,
     knn_graph,
@@ -276,6 +277,7 @@ class CRANE(Model):
         self.register_buffer("graph_values", torch.zeros(self.n_items, config.knn_k))
         self.register_buffer("graph_built", torch.tensor(False))
         self._rebuild = True
+        self._item_step = KnnProduct()  # S~ h: a CSR product on the steps that reuse S~
 
     # ---------------------------------------------------------------- graphs
 
@@ -392,7 +394,7 @@ class CRANE(Model):
         idx, values = self._current_graph()
         h_i = self.sem_item_emb if self.config.late_fusion else e_i  # Eq. 15: h^(0)
         for _ in range(self.config.ii_layers):
-            h_i = (values.unsqueeze(-1) * h_i[idx]).sum(dim=1)  # Eq. 15
+            h_i = self._item_step(idx, values, h_i)  # Eq. 15
         h_u = sparse_mm(self.interactions, h_i, self.interactions_t) * self._user_weight()  # Eq. 16
         return e_u, e_i, h_u, h_i
 
@@ -484,10 +486,10 @@ class CRANE(Model):
         values = values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
         h = self.sem_item_emb if self.config.late_fusion else self.collaborative()[1]  # h^(0)
 
-        def step(h: torch.Tensor) -> torch.Tensor:  # S~ h over the trained items (Eq. 15)
-            return (self.graph_values.unsqueeze(-1) * h[self.graph_idx]).sum(dim=1)
-
-        h_new = propagate_joined(idx, values, h, self.config.ii_layers, step)
+        h_new = propagate_joined(
+            idx, values, h, self.config.ii_layers,
+            partial(self._item_step, self.graph_idx, self.graph_values),  # S~ h (Eq. 15)
+        )  # fmt: skip
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new
