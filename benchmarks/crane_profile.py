@@ -4,7 +4,7 @@ backward, kNN) against the steps that reuse the graph, and the top operators of 
     .venv/bin/python benchmarks/crane_profile.py [--data ../shared/datasets/tiktok]
         [--preset tiktok] [--set key=value ...] [--top 12]
         [--shape USERS ITEMS INTERACTIONS [--widths 4096 384]] [--steps N]
-        [--compare lightgcn freedom] [--profile-reuse]
+        [--compare lightgcn freedom] [--profile-reuse] [--ab-item-layer N]
 
 Builds the model as `cranerec train --model crane --preset P` would (seed 1), trains one epoch to
 warm up, then times every step of a second epoch (the first step of an epoch rebuilds RCA and
@@ -17,6 +17,8 @@ steps of each epoch (for large shapes). ``--compare M ...`` times the same steps
 (their defaults, the same data and batch size) in the same process, after CRANE, and prints the
 ratio of CRANE's steps to theirs: the cost an epoch pays whatever RCA costs. ``--profile-reuse``
 also profiles one step that reuses the item graph (what the other steps of an epoch do).
+``--ab-item-layer N`` times 2N further steps that reuse the item graph, alternating the item-graph
+layer between its CSR product (``graph.KnnProduct``) and the gather used before it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0, help="time only the first N steps (0: all)")
     p.add_argument("--compare", nargs="*", default=[], metavar="MODEL")
     p.add_argument("--profile-reuse", action="store_true")
+    p.add_argument("--ab-item-layer", type=int, default=0, metavar="N")
     args = p.parse_args()
     if args.shape:
         from crane_memory import make_data
@@ -66,7 +69,7 @@ def main() -> None:
     seed_everything(1)
     model = get_model_class("crane")(data, config.model)
     sampler = InteractionSampler(data.train)
-    times, forward_s = _time_epoch(model, data, sampler, config, args.steps)
+    times, forward_s, optimizer = _time_epoch(model, data, sampler, config, args.steps)
     print(f"{data.name}: {data.n_users:,} users, {data.n_items:,} items; crane --preset "
           f"{args.preset} {' '.join(args.overrides)}; {torch.get_num_threads()} threads, "
           f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")  # fmt: skip
@@ -85,12 +88,31 @@ def main() -> None:
         model.train()
         model.pre_epoch(2, rng)
         batches = iter(sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu")))
-        if reused:
-            _step(model, torch.optim.Adam(model.parameters()), next(batches))
+        if reused:  # the rebuild step, then the step that builds the cached S~ product
+            for _ in range(2):
+                _step(model, optimizer, next(batches))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            _step(model, torch.optim.Adam(model.parameters()), next(batches))
+            _step(model, optimizer, next(batches))
         print(f"\n{label} step, top {args.top} operators by self CPU time:")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+    if args.ab_item_layer:  # steps that reuse S~, alternately with its CSR product and a gather
+        batches = iter(sampler.epoch("triples", config.train.batch_size, rng, torch.device("cpu")))
+        csr, ab = model._item_step, {"csr": [], "gather": []}
+
+        def gather(idx, values, h):  # the item-graph layer as it was before KnnProduct
+            return (values.unsqueeze(-1) * h[idx]).sum(dim=1)
+
+        for i in range(2 * args.ab_item_layer + 2):
+            name = "csr" if i % 2 == 0 else "gather"
+            model._item_step = csr if name == "csr" else gather
+            t = _step(model, optimizer, next(batches))
+            if i >= 2:  # the first pair warms up (and builds the CSR product)
+                ab[name].append(t)
+        model._item_step = csr
+        a, b = (statistics.median(ab[k]) for k in ("csr", "gather"))
+        print(f"\nsteps reusing S~, alternated in this process ({args.ab_item_layer} each): "
+              f"CSR product median {a:.3f} s, gather {b:.3f} s; CSR / gather {a / b:.2f}")  # fmt: skip
 
     for name in args.compare:
         cfg = build_config(
@@ -98,7 +120,7 @@ def main() -> None:
         )
         seed_everything(1)
         other = get_model_class(name)(data, cfg.model)
-        t, _ = _time_epoch(other, data, sampler, cfg, args.steps)
+        t, _, _ = _time_epoch(other, data, sampler, cfg, args.steps)
         med = statistics.median(t[1:] or t)
         print(f"{name} (defaults): median step {med:.3f} s over {len(t)} steps; crane's other "
               f"steps / {name}'s: {reuse / med:.2f}x; crane's epoch / {name}'s: "
@@ -114,9 +136,9 @@ def _step(model, optimizer, batch) -> float:
     return time.perf_counter() - t0
 
 
-def _time_epoch(model, data, sampler, config, steps: int) -> tuple[list[float], float]:
-    """Seconds of each step of a second epoch (after a warm-up epoch), and of one inference
-    forward. ``steps``: only the first N steps of each epoch (0: all)."""
+def _time_epoch(model, data, sampler, config, steps: int):
+    """Seconds of each step of a second epoch (after a warm-up epoch), of one inference
+    forward, and the optimizer (warm). ``steps``: only the first N steps of each epoch (0: all)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     rng = np.random.default_rng(1)
 
@@ -133,7 +155,7 @@ def _time_epoch(model, data, sampler, config, steps: int) -> tuple[list[float], 
     times = epoch(1)
     t0 = time.perf_counter()
     model.export_embeddings()
-    return times, time.perf_counter() - t0
+    return times, time.perf_counter() - t0, optimizer
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ numpy; a CSR product while the values are constants, a gather while they carry g
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from cranerec.graph import KnnProduct
@@ -59,3 +60,29 @@ def test_in_place_rebuild_of_the_graph_is_seen():
     again = product(idx, values, h)
     assert torch.allclose(again, _dense(idx, values, 30) @ h, atol=1e-12)
     assert not torch.allclose(first, again)
+
+
+def test_new_graphs_are_never_served_from_the_cache():
+    """A new (idx, values) pair may land at a freed pair's address with the same version
+    counters: the product must still be the new graph's."""
+    product, h = KnnProduct(), torch.randn(50, 3)
+
+    def product_of_new_graph(seed: int) -> bool:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(0, 50, (50, 4), generator=g)  # new tensors, freed on return
+        values = torch.rand(50, 4, generator=g)
+        expected = (values.unsqueeze(-1) * h[idx]).sum(dim=1)
+        return torch.allclose(product(idx, values, h), expected, atol=1e-5)
+
+    assert all(product_of_new_graph(seed) for seed in range(100))
+
+
+def test_inference_mode_and_out_of_range_indices():
+    """Serving may run under torch.inference_mode (tensors without a version counter); a graph
+    whose indices do not fit h is an error, never a read outside memory."""
+    idx, values, h = _graph()
+    with torch.inference_mode():
+        out = KnnProduct()(idx.clone(), values.clone(), h)
+    assert torch.allclose(out, _dense(idx, values, 30) @ h, atol=1e-12)
+    with pytest.raises(IndexError, match="outside"):
+        KnnProduct()(idx, values, h[:20])

@@ -52,21 +52,33 @@ class KnnProduct:
 
     While ``values`` carry gradient (the step that rebuilds the graph) this is a gather and a
     weighted sum, so the gradient reaches the values; otherwise (the other steps, inference) a
-    CSR product with a precomputed transpose for the backward, kept until ``idx`` or ``values``
-    change (new tensors or an in-place write: a rebuild, a checkpoint load). Same values up to
-    float rounding; forward + backward 13x faster at Amazon-Electronics' shape (63,001 items,
-    k = 10, d = 64: 0.027 s against 0.351 s on 2 CPU cores, ``benchmarks/knn_product.py``)."""
+    CSR product with a precomputed transpose for the backward, kept while it is called with the
+    same ``idx`` and ``values`` tensors, unchanged (an in-place write, e.g. a rebuild or a
+    checkpoint load into a model's buffers, builds it again). Same values up to float rounding;
+    on a cached call, forward + backward 13x faster at Amazon-Electronics' shape (63,001 items,
+    k = 10, d = 64: 0.027 s against 0.351 s on 2 CPU cores, ``benchmarks/knn_product.py``); a
+    build costs about one gather. Inference tensors (no version counter) and mixed dtypes take
+    the gather."""
 
     def __init__(self) -> None:
+        self._src: tuple[torch.Tensor, torch.Tensor] | None = None  # held: no address reuse
         self._key: tuple | None = None
         self._mats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, idx: torch.Tensor, values: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        if values.requires_grad:
+        if (
+            values.requires_grad
+            or idx.is_inference()
+            or values.is_inference()
+            or values.dtype != h.dtype
+        ):
             return (values.unsqueeze(-1) * h[idx]).sum(dim=1)
-        key = (idx.data_ptr(), idx._version, values.data_ptr(), values._version, h.shape[0])
-        if key != self._key or self._mats is None:
+        key = (idx._version, values._version, h.shape[0], h.device)
+        src = self._src
+        if src is None or src[0] is not idx or src[1] is not values or key != self._key:
             n, k = idx.shape
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= h.shape[0]):
+                raise IndexError(f"kNN graph indices outside [0, {h.shape[0]}) (rows of h)")
             rows = torch.arange(n, device=idx.device).repeat_interleave(k)
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
@@ -75,7 +87,7 @@ class KnnProduct:
                     (n, h.shape[0]), check_invariants=False,
                 ).coalesce()  # fmt: skip
                 self._mats = (coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr())
-            self._key = key
+            self._src, self._key = (idx, values), key
         return sparse_mm(self._mats[0], h, self._mats[1])
 
 

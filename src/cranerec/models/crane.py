@@ -367,6 +367,8 @@ class CRANE(Model):
         self.graph_values.copy_(values.detach())
         self.graph_built.fill_(True)
         self._rebuild = False
+        if not values.requires_grad:  # the buffers: what later steps' cached S~ product reads
+            return self.graph_idx, self.graph_values
         return idx, values  # carries gradient into RCA on this step only
 
     # ---------------------------------------------------------------- forward and loss
@@ -486,10 +488,8 @@ class CRANE(Model):
         values = values / values.sum(dim=1, keepdim=True).clamp(min=1e-12)
         h = self.sem_item_emb if self.config.late_fusion else self.collaborative()[1]  # h^(0)
 
-        h_new = propagate_joined(
-            idx, values, h, self.config.ii_layers,
-            partial(self._item_step, self.graph_idx, self.graph_values),  # S~ h (Eq. 15)
-        )  # fmt: skip
+        step = partial(self._item_step, self.graph_idx, self.graph_values)  # S~ h (Eq. 15)
+        h_new = propagate_joined(idx, values, h, self.config.ii_layers, step)
         if self.config.late_fusion:
             return torch.cat([torch.zeros_like(h_new), h_new], dim=1)
         return h_new
