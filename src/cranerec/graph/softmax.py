@@ -23,6 +23,6 @@ def edge_softmax(scores: torch.Tensor, index: torch.Tensor, n_nodes: int) -> tor
         top = scores.new_full((n_nodes,), float("-inf")).scatter_reduce(
             0, index, scores, "amax", include_self=True
         )  # [n_nodes]
-    weights = torch.exp(scores - top[index])  # [E], each <= 1
+    weights = torch.exp(scores - top.index_select(0, index))  # [E], each <= 1
     total = weights.new_zeros(n_nodes).index_add(0, index, weights)  # [n_nodes], >= 1 where used
-    return weights / total[index]
+    return weights / total.index_select(0, index)

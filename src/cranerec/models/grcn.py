@@ -169,7 +169,9 @@ class GRCN(Model):
 
     def edge_weights(self, alphas: list[torch.Tensor]) -> torch.Tensor:
         """w_e = ReLU(max_m alpha^m_e s_{src_e, m}): [2E]."""
-        scaled = torch.stack(alphas, dim=1) * self.confidence[self.edge_src]  # [2E, K]
+        scaled = torch.stack(alphas, dim=1) * self.confidence.index_select(
+            0, self.edge_src
+        )  # [2E, K]
         return torch.relu(scaled.max(dim=1).values)
 
     def id_view(self, weights: torch.Tensor) -> torch.Tensor:

@@ -64,8 +64,11 @@ class GraphAttention(nn.Module):
         omega_dst, omega_src = self.omega.chunk(2)
         score_dst, score_src = wh @ omega_dst, wh @ omega_src  # [N] each
         scores = nn.functional.leaky_relu(
-            score_dst[edge_dst] + score_src[edge_src], self.negative_slope
+            score_dst.index_select(0, edge_dst) + score_src.index_select(0, edge_src),
+            self.negative_slope,
         )  # [E]
         alpha = edge_softmax(scores, edge_dst, x.shape[0])  # [E]
-        out = wh.new_zeros(wh.shape).index_add(0, edge_dst, alpha[:, None] * wh[edge_src])
+        out = wh.new_zeros(wh.shape).index_add(
+            0, edge_dst, alpha[:, None] * wh.index_select(0, edge_src)
+        )
         return self.act(out)  # [N, out]

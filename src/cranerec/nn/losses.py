@@ -91,6 +91,6 @@ def info_nce_table(
 
         -log( exp(s(a_b, t_idx_b)/tau) / sum_j exp(s(a_b, t_j)/tau) ),  mean or sum over b.
     """
-    a = F.normalize(anchor, dim=1)
+    a = F.normalize(anchor, dim=1) / temperature  # scaled before the product: [B, d], not [B, N]
     t = F.normalize(table, dim=1)
-    return F.cross_entropy(a @ t.T / temperature, idx, reduction=reduction)  # [B, N] logits
+    return F.cross_entropy(a @ t.T, idx, reduction=reduction)  # [B, N] logits
