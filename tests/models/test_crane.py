@@ -48,6 +48,31 @@ def test_step_cadence_gives_rca_gradient_at_every_step(tiny_data):
         assert _rca_grad(model) > 0
 
 
+def _train_two_epochs(data, cadence):
+    """(item graph of the initial weights, the model after 2 x 2 Adam steps, RCA gradients)."""
+    model = _model(data, graph_cadence=cadence)
+    first = model.eval().item_graph()
+    opt, grads = torch.optim.Adam(model.parameters(), lr=0.05), []
+    model.train()
+    for epoch in range(2):
+        model.pre_epoch(epoch, np.random.default_rng(epoch))
+        for _ in range(2):
+            opt.zero_grad()
+            model.loss(_batch(data))[0].backward()
+            grads.append(float(_rca_grad(model)))
+            opt.step()
+    return first, model, grads
+
+
+def test_once_cadence_freezes_the_initial_item_graph_and_never_trains_rca(tiny_data):
+    first, model, grads = _train_two_epochs(tiny_data, "once")
+    assert grads == [0.0] * 4
+    assert torch.equal(model.graph_idx, first[0])
+    torch.testing.assert_close(model.graph_values, first[1])
+    first, model, grads = _train_two_epochs(tiny_data, "epoch")  # what "once" turns off
+    assert grads[0] > 0 and not torch.equal(model.graph_idx, first[0])
+
+
 @pytest.mark.parametrize("project_first", [False, True])
 def test_item_graph_is_a_row_normalised_brute_force_top_k(tiny_data, project_first):
     model = _model(tiny_data, project_before_profile=project_first).eval()

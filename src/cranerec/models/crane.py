@@ -37,7 +37,7 @@ Item-graph cadence: ``graph_cadence="epoch"`` rebuilds RCA and S~ on the first t
 each epoch; that step's loss carries gradient into RCA through the kept similarity values, later
 steps reuse them as constants (as LATTICE does), so RCA gets one update an epoch. ``"every"``
 rebuilds every ``graph_every`` training steps (counted from the epoch's first), ``"step"`` at
-every step.
+every step, ``"once"`` never: S~ of the initial features, frozen, RCA untrained (as FREEDOM).
 
 RCA's cost: ``rca_keys=S`` estimates each attention sum over the n = users + items keys
 (Eq. 10-11) without bias from S keys drawn uniformly per call (O(n S w) instead of O(n^2 w));
@@ -134,7 +134,7 @@ class CRANEConfig(Settings):
     item_graph: bool = True  # False: ablation w/o item graph (h = 0, so no contrastive term)
     late_fusion: bool = False  # ablation w/o dual fusion: two branches trained apart
     knn_k: int = 10
-    graph_cadence: Literal["epoch", "step", "every"] = "epoch"
+    graph_cadence: Literal["epoch", "step", "every", "once"] = "epoch"
     graph_every: int = 1  # with graph_cadence=every: rebuild every graph_every training steps
     cl_weight: float = 0.1
     cl_loss: Literal["infonce", "align", "centred"] = "infonce"
@@ -358,10 +358,10 @@ class CRANE(Model):
                 cadence == "every" and self._steps % self.config.graph_every == 0
             )
             self._steps += 1
-        rebuild = not bool(self.graph_built) or (self.training and (self._rebuild or due))
-        if not rebuild:
+        learn = self.training and cadence != "once"  # RCA trains through this rebuild
+        if bool(self.graph_built) and not (learn and (self._rebuild or due)):
             return self.graph_idx, self.graph_values
-        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(learn and torch.is_grad_enabled()):
             idx, values = self.item_graph()
         self.graph_idx.copy_(idx)
         self.graph_values.copy_(values.detach())
