@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from cranerec.config import deep_merge
 from cranerec.experiments.report import write_report
 from cranerec.experiments.runner import run_experiment
+from cranerec.experiments.space import search_space
 from cranerec.experiments.spec import builtin_suites, load_spec, runs_of
+from cranerec.experiments.spec_runs import nested, search_base_raw
 from cranerec.experiments.store import Store
+from cranerec.train.config import resolve_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -46,13 +50,28 @@ def test_smoke_suite_end_to_end(name, tmp_path):
 BENCHMARK_SPECS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.yaml"))
 
 
+def _expand(spec) -> int:
+    """Resolve the configuration of every run of ``spec`` (a search: every trial's at each
+    dimension's first and last value); the number of configurations resolved."""
+    if spec.search is None:
+        runs = runs_of(spec)
+        assert len({repr(r.config) for r in runs}) == len(runs)  # no run twice
+        return len(runs)
+    base, n = search_base_raw(spec), 0
+    for key, dim in search_space(spec.search).items():
+        ends = (dim.low, dim.high) if dim.values is None else (dim.values[0], dim.values[-1])
+        for value in ends:
+            resolve_config(deep_merge(base, nested({key: value})))
+            n += 1
+    return n
+
+
 @pytest.mark.parametrize("path", BENCHMARK_SPECS, ids=lambda p: p.name)
 def test_benchmark_specs_expand_into_valid_runs(path, monkeypatch):
     """The specs under benchmarks/ (hours-long queues) name only settings that exist: each one
-    loads and every run's configuration validates, so a typo fails here, not hours into a queue."""
+    loads and every run's (or search trial's) configuration validates, so a typo fails here, not
+    hours into a queue."""
     monkeypatch.setenv("CRANEREC_DATA", "/nonexistent")  # the paths need not exist to expand
-    spec = load_spec(str(path))  # resolves every run's configuration: ConfigError names it
-    runs = runs_of(spec)
-    assert runs and len({repr(r.config) for r in runs}) == len(runs)  # no run twice
+    assert _expand(load_spec(str(path)))  # ConfigError names a bad setting
     if "smoke:" in path.read_text():
-        assert runs_of(load_spec(str(path), smoke=True))
+        assert _expand(load_spec(str(path), smoke=True))
