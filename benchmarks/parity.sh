@@ -23,7 +23,11 @@ if [ -d "$DATA" ]; then
       --out "$OUT/tiktok-$model" --set train.progress=false
   done
   # Issue 19's models with their `reference` presets (MMRec's yaml point, see each docstring)
-  for model in slmrec lgmrec mgcn grcn dualgnn dragon; do
+  # SLMRec: MMRec's TikTok run has the audio in its text slot, so its FAC chain is image -> (no
+  # loss) -> audio; this fac_order builds the same chain (docs/parity.md)
+  .venv/bin/cranerec train --data "$DATA" --model slmrec --preset reference --seeds 1 2 3 \
+    --out "$OUT/tiktok-slmrec" --set train.progress=false --set "model.fac_order=[image,text,audio]"
+  for model in lgmrec mgcn grcn dualgnn dragon; do
     .venv/bin/cranerec train --data "$DATA" --model "$model" --preset reference --seeds 1 2 3 \
       --out "$OUT/tiktok-$model" --set train.progress=false
   done
