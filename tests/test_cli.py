@@ -253,3 +253,28 @@ def test_a_warning_is_printed_once_per_command():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("the same thing") == 2  # once per command, two commands
+
+
+def test_crane_at_its_defaults_on_real_data_points_to_the_validated_presets(tmp_path, capsys):
+    # the defaults are the paper's settings, which train far below LightGCN on real data: a user
+    # who gives no preset is told where to start (not with a preset, nor for another model)
+    from cranerec.data import make_synthetic
+    from cranerec.data.mmrec import save_mmrec
+
+    save_mmrec(make_synthetic(n_users=60, n_items=40, seed=1), tmp_path / "shop", "shop")
+    (tmp_path / "shop" / "SYNTHETIC.txt").unlink()  # as a user's own folder
+    base = [
+        "train",
+        "--data",
+        str(tmp_path / "shop"),
+        "--set",
+        "train.epochs=1",
+        "train.progress=false",
+    ]
+    crane = [*base, "model.knn_k=3", "--model", "crane"]
+    assert main([*crane, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "note: CRANE's defaults" in err and "--preset sports_text" in err
+    for argv in ([*crane, "--preset", "tiktok"], [*base, "--model", "lightgcn"]):
+        assert main([*argv, "--out", str(tmp_path / argv[-1])]) == 0
+        assert "note:" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cranerec.cli.output import SYNTHETIC_BANNER, _format_metrics, _out, _print_results
@@ -30,6 +31,7 @@ def _train(args: argparse.Namespace, ranks) -> int:
     show = _print_results if ranks is None or ranks.main else (lambda *a: None)
     from cranerec.config import parse_overrides
     from cranerec.data.loaders import load_dataset
+    from cranerec.models.registry import get_model_class
     from cranerec.train.config import runtime_keys, with_settings
     from cranerec.train.run import (
         EXTENDABLE,
@@ -83,6 +85,9 @@ def _train(args: argparse.Namespace, ranks) -> int:
     dataset = load_dataset(config.data)
     if dataset.synthetic and (ranks is None or ranks.main):
         _out(SYNTHETIC_BANNER)
+    note = get_model_class(config.model_name).defaults_note
+    if note and not (args.preset or args.config or dataset.synthetic):
+        sys.stderr.write(f"note: {note}\n")
     if args.seeds:
         summary = train_seeds(config, args.seeds, out, dataset)
         if dataset.synthetic:

@@ -55,6 +55,8 @@ class Model(nn.Module):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     #: Minimum number of feature modalities the model needs.
     min_modalities: ClassVar[int] = 0
+    #: Printed by ``cranerec train`` when the model trains at its defaults (no preset, no config).
+    defaults_note: ClassVar[str] = ""
 
     def __init__(self, dataset: Dataset, config: Any) -> None:
         super().__init__()

@@ -172,6 +172,7 @@ class CRANE(Model):
     name = "crane"
     Config = CRANEConfig
     min_modalities = 1
+    defaults_note = "CRANE's defaults are the paper's settings, which train well below LightGCN on TikTok and Amazon Sports; start from --preset sports_text (item text) or --preset tiktok (docs/crane.md)"  # fmt: skip
     presets = {  # Table 3 of the paper, with its common settings (Sec. 4.3.2)
         name: {
             "model": {
@@ -220,7 +221,6 @@ class CRANE(Model):
             else None
         )
         self.act = ACTIVATIONS[config.activation]()
-
         self.graph = UserItemGraph(dataset.train)  # edge-dropped per epoch in training (Eq. 2)
         interactions = to_torch_sparse(dataset.train)  # R [n_users, n_items], binary
         self.register_buffer("interactions", interactions, persistent=False)
