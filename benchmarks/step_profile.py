@@ -36,10 +36,13 @@ def main() -> None:
     if data is None:
         return
     torch.set_num_threads(args.threads)
-    cfg = build_config(
-        model=args.model, data=args.data, preset=args.preset, overrides=args.overrides
-    )
-    model = get_model_class(args.model)(data, cfg.model).train()
+    try:
+        cfg = build_config(
+            model=args.model, data=args.data, preset=args.preset, overrides=args.overrides
+        )
+        model = get_model_class(args.model)(data, cfg.model).train()
+    except (ValueError, KeyError) as e:  # ConfigError is a ValueError
+        p.error(str(e))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     coo, gen = data.train.tocoo(), torch.Generator().manual_seed(0)
     users, items = torch.from_numpy(coo.row).long(), torch.from_numpy(coo.col).long()
