@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from _data import load_or_skip
 
+from cranerec.utils.ranking import topk_items
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -52,7 +54,7 @@ def main() -> None:
         shared = (u.mean(0).norm() / u.norm(dim=1).mean()).item()
         scores = u[torch.from_numpy(users)] @ i.T
         scores[torch.from_numpy(seen.row).long(), torch.from_numpy(seen.col).long()] = -torch.inf
-        top = scores.topk(20, dim=1).indices.numpy()
+        top = topk_items(scores, 20)[1].numpy()  # the evaluator's order and tie rule
         print(
             f"| {name} | {shared:.3f} | {degree[top].mean():.1f} | {len(np.unique(top))} | "
             f"{u.norm(dim=1).mean():.3f} | {i.norm(dim=1).mean():.3f} |"

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/step_profile.py --data DATA --model NAME [--preset P] [--steps 5]
 
-Builds the model as ``cranerec train`` would (preset, then ``--set`` overrides), draws batches of
-2,048 training interactions with random negatives (seed 0), runs 2 warm-up steps, then times and
-profiles ``--steps`` steps of loss, backward and an Adam step. For CRANE, which rebuilds its item
+Builds the model as ``cranerec train`` would (preset, then ``--set`` overrides) and feeds it one
+epoch's batches from the trainer's own sampler (the config's batch size and negative pool, the
+model's batch kind, ``pre_epoch`` first; seed 0): 2 warm-up steps, then times and profiles
+``--steps`` steps of loss, backward and an Adam step. For CRANE, which rebuilds its item
 graph on an epoch's first step, use benchmarks/crane_profile.py instead.
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from _data import load_or_skip
 
-from cranerec.models.base import Batch
 from cranerec.models.registry import get_model_class
 from cranerec.train import build_config
+from cranerec.train.sampler import InteractionSampler
 
 
 def main() -> None:
@@ -28,7 +30,6 @@ def main() -> None:
     p.add_argument("--preset")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=12)
     args = p.parse_args()
@@ -43,15 +44,17 @@ def main() -> None:
         model = get_model_class(args.model)(data, cfg.model).train()
     except (ValueError, KeyError) as e:  # ConfigError is a ValueError
         p.error(str(e))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    coo, gen = data.train.tocoo(), torch.Generator().manual_seed(0)
-    users, items = torch.from_numpy(coo.row).long(), torch.from_numpy(coo.col).long()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    rng = np.random.default_rng(0)
+    model.pre_epoch(0, rng)
+    sampler = InteractionSampler(data.train, cfg.train.negative_pool)
+    batches = sampler.epoch(model.batch_kind, cfg.train.batch_size, rng, torch.device("cpu"))
+    if len(sampler) < (args.steps + 2) * cfg.train.batch_size:
+        p.error(f"one epoch has fewer than {args.steps + 2} batches: lower --steps")
 
     def step() -> None:
-        k = torch.randint(0, len(users), (args.batch,), generator=gen)
-        neg = torch.randint(0, data.n_items, (args.batch,), generator=gen)
         opt.zero_grad()
-        model.loss(Batch(users[k], items[k], neg))[0].backward()
+        model.loss(next(batches))[0].backward()
         opt.step()
 
     for _ in range(2):
