@@ -26,8 +26,7 @@ import torch
 from _data import load_or_skip
 
 from cranerec.train import build_config, train_run
-from cranerec.train.trainer import resolve_device
-from cranerec.utils.env import peak_gpu_suffix
+from cranerec.utils.env import peak_gpu_suffix, resolve_device
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 

@@ -209,6 +209,23 @@ def test_progress_without_a_terminal_is_one_line_per_epoch(tmp_path, capsys):
     assert "recall@20" in lines[0] and "s eval" in lines[0]
 
 
+def test_progress_within_min_epochs_says_when_a_best_starts_to_count(tmp_path, capsys):
+    args = ["train", "--model", "bpr", "--out", str(tmp_path / "r"), "--set", "train.epochs=3"]
+    assert main([*args, "train.min_epochs=2", "data.synthetic_users=200"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " epoch " in ln]
+    assert "a best counts from epoch 3" in lines[0] and "inf" not in lines[0]
+    assert "(best 0." in lines[2] and "at epoch 3)" in lines[2]
+
+
+def test_epochs_flag_caps_the_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--model", "bpr", "--out", str(out), "--epochs", "2"]
+    assert main([*args, "--set", "train.patience=50", "data.synthetic_users=200"]) == 0
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 0
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 3
+
+
 def test_resume_can_extend_the_epochs_of_a_run_that_hit_its_cap(tmp_path, capsys):
     out = tmp_path / "r"
     base = ["train", "--model", "bpr", "--out", str(out), *FAST]

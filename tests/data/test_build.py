@@ -130,3 +130,12 @@ def test_the_kept_rows_hold_the_codes_and_labels_of_the_dataset(tmp_path):
     for label, split in enumerate(("train", "valid", "test")):
         sel = kept[kept["x_label"] == label]
         assert set(zip(sel["userID"], sel["itemID"], strict=True)) == pairs_of(data.split(split))
+
+
+@pytest.mark.parametrize("odd", ["", "2014-06-01"])
+def test_a_time_that_is_not_a_number_among_numbers_names_its_own_line(tmp_path, odd):
+    rows = [("a", "x", 1406007071), ("a", "y", 1406007072), ("b", "x", odd), ("b", "y", 5)]
+    path = write_log(tmp_path / "log.csv", rows, ("user", "item", "ts"))
+    config = LogConfig(time_col="ts", split="temporal")
+    with pytest.raises(DataError, match=rf"log\.csv: line 4: ts '{odd}' is not a number .*1 such"):
+        split_log(read_log(path, config), config, str(path))

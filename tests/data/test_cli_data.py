@@ -262,6 +262,20 @@ def test_a_failed_build_leaves_no_folder_behind(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items.csv", "log.csv"]
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--text-model", "not-a-model"), "--text-model not-a-model: no such directory"),
+     (("--device", "cuda:7"), "--device: device 'cuda:7' requested but")],
+)  # fmt: skip
+def test_build_names_its_own_flag_for_a_bad_model_or_device(capsys, tmp_path, flags, message):
+    items = tmp_path / "items.csv"
+    write_log(items, [(f"i{i}", f"item {i}") for i in range(1, 12)], ("item", "title"))
+    args = build_args(tmp_path, tmp_path / "shop", "--items", str(items), "--text-cols", "title")
+    code, _, err = run(capsys, *args, "--user-min", "3", *flags)  # the k-core drops i-solo
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "shop").exists()
+
+
 def test_the_built_folder_has_the_permissions_of_any_new_folder(capsys, tmp_path):
     (tmp_path / "plain").mkdir()
     assert run(capsys, *build_args(tmp_path, tmp_path / "shop"))[0] == 0

@@ -175,6 +175,14 @@ def test_unreadable_feature_file(mmrec_dir):
         load(mmrec_dir)
 
 
+def test_an_inter_file_that_is_not_utf8_names_its_line(mmrec_dir):
+    inter = mmrec_dir / "toy.inter"
+    lines = inter.read_bytes().splitlines(keepends=True)
+    inter.write_bytes(b"".join(lines[:3]) + b"0\t1\xe9\t1\t0\t0\n" + b"".join(lines[3:]))
+    with raises("toy.inter", "line 4 is not UTF-8 text"):
+        load(mmrec_dir)
+
+
 # ---------------------------------------------------------------------------- duplicates
 
 

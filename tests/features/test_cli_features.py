@@ -157,6 +157,7 @@ def test_features_for_other_items_than_the_folders_are_refused(tmp_path, items, 
                 "--out",
                 str(out),
                 "--quiet",
+                "--overwrite",
             ]
         )
         == 2
@@ -178,7 +179,7 @@ BAD_INPUT = {
     "item-without-text": ("id,title\n1,a\n2,\n", [], "1 item(s) have no text in title, first: ['2']"),
     "missing-text-column": ("id,name\n1,a\n", [], "missing column(s) ['title']"),
     "missing-id-column": ("sku,title\n1,a\n", [], "missing column(s) ['id']"),
-    "unreadable-table": ("id,title\n1,a\xff\n", [], "unreadable item table"),
+    "unreadable-table": ("id,title\n1,a\xff\n", [], "line 2 is not UTF-8 text; save the item table as UTF-8"),
     "item-not-in-table": ("id,title\n1,a\n", ["--item-ids", "{tmp}/ids.txt"],
                           "no row in the item table (column 'id'), first: ['7']"),
     "data-and-item-ids": ("id,title\n1,a\n", ["--item-ids", "{tmp}/ids.txt", "--data", "{tmp}"],
@@ -214,3 +215,15 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys, ta
     assert main(argv) == 2
     assert message.replace("{tmp}", str(tmp_path)) in error_of(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_features_already_in_out_are_kept_unless_overwrite_is_given(tmp_path, items, capsys):
+    out = tmp_path / "out"
+    first, _ = features([str(items), "--id-col", "id", "--text-cols", "title"], out)
+    argv = ["features", "text", str(items), "--id-col", "id", "--text-cols", "brand"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    assert "already holds text_feat.npy; pass --overwrite" in error_of(capsys)
+    assert np.array_equal(np.load(out / "text_feat.npy"), first)
+    assert main([*argv, "--on-missing", "zero", "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert not np.array_equal(np.load(out / "text_feat.npy"), first)
+    assert json.loads((out / "text_feat.json").read_text())["input"]["columns"] == ["brand"]

@@ -71,7 +71,11 @@ def test_a_table_without_rows_is_an_error(tmp_path):
     "name, content, message",
     [
         ("items.csv", None, "missing file"),
-        ("items.csv", b"sku,title\n1,\xff\xfe\x80\n", "unreadable item table"),
+        (
+            "items.csv",
+            b"sku,title\n1,ok\n2,caf\xe9\n",
+            "line 3 is not UTF-8 text; save the item table as UTF-8",
+        ),
         ("items.xlsx", b"sku,title\n1,a\n", "must be .csv, .tsv or .parquet"),
         ("items.parquet", b"not parquet", "unreadable item table"),
     ],

@@ -141,7 +141,11 @@ def _add_build_parser(dsub) -> None:
         "time order), last (leave-last-out), full (everything in training, to serve)",
     )  # fmt: skip
     b.add_argument("--split-seed", default="9", help="integer or paper1..paper5 (random split)")
-    b.add_argument("--ratios", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar="R")
+    b.add_argument(
+        "--ratios", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar="R",
+        help="train, valid, test proportions, rescaled to sum to 1 as MMRec's split_ratio "
+        "(8 1 1 = 0.8 0.1 0.1)",
+    )  # fmt: skip
     b.add_argument("--user-min", type=int, default=1, help="k-core: min interactions per user")
     b.add_argument("--item-min", type=int, default=0, help="k-core: min interactions per item")
     b.add_argument("--items", help="item table (.csv/.tsv/.parquet) for --text-cols/--image-col")

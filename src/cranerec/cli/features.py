@@ -30,10 +30,17 @@ def _feature_item_ids(args: argparse.Namespace):
 def _cmd_features(args: argparse.Namespace) -> int:
     from cranerec.features import build_image_features, build_text_features
 
+    modality = args.modality or args.features_command
+    existing = Path(args.out) / f"{modality}_feat.npy"
+    if existing.exists() and not args.overwrite:
+        raise ValueError(
+            f"--out {args.out}: already holds {existing.name}; pass --overwrite to replace it "
+            "(and its sidecar) or choose another --out or --modality"
+        )
     common = dict(
         item_ids=_feature_item_ids(args), batch_size=args.batch_size, device=args.device,
         normalize=args.normalize, on_missing=args.on_missing, progress=not args.quiet,
-        modality=args.modality or args.features_command,
+        modality=modality,
     )  # fmt: skip
     if args.features_command == "text":
         cols = [c.strip() for c in args.text_cols.split(",") if c.strip()]
@@ -94,4 +101,8 @@ def add_parsers(sub) -> None:
             help=f"an item without {kind}: stop with its id (default) or give it a row of zeros",
         )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--overwrite", action="store_true",
+            help=f"replace a {kind} feature file already in --out (refused otherwise)",
+        )  # fmt: skip
         p.set_defaults(func=_cmd_features)

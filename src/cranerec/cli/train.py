@@ -11,6 +11,8 @@ from cranerec.data.loaders import FORMATS
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.epochs is not None:
+        args.set.append(f"train.epochs={args.epochs}")
     if not args.distributed:
         return _train(args, None)
     from cranerec.train import distributed
@@ -143,6 +145,10 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "--threads", type=int, help="torch threads (default: the physical cores this process may "
         "use); lower it on a busy machine. Same as --set train.threads=N; may change on --resume",
+    )  # fmt: skip
+    t.add_argument(
+        "--epochs", type=int, help="the most epochs to train: --set train.epochs=N; with --resume, "
+        "a larger cap continues a run that reached its own",
     )  # fmt: skip
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument(

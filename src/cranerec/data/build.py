@@ -100,18 +100,29 @@ class BuildReport:
 
 
 def _times(col: pd.Series, src: str, name: str) -> np.ndarray:
-    """A sortable number per row: numbers as they are, else dates parsed (as nanoseconds)."""
+    """A sortable number per row: numbers as they are, else dates parsed (as nanoseconds).
+
+    A column is numbers when most of its values are; then a value that is not one (an empty
+    cell, a date among epochs) is the error, named by its line."""
     values = pd.to_numeric(col, errors="coerce")
-    if values.isna().any():
-        dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-        if dates.isna().any():
-            bad = int(np.flatnonzero(dates.isna().to_numpy())[0])
-            line = int(col.index[bad]) + 2  # the row's label: rows may have been dropped before
-            raise DataError(
-                f"{src}: line {line}: {name} {col.iloc[bad]!r} is neither a number nor a date"
-            )
-        return dates.astype("int64").to_numpy()
-    return values.to_numpy(dtype=np.float64)
+    not_number = values.isna().to_numpy()
+    if not not_number.any():
+        return values.to_numpy(dtype=np.float64)
+    if not_number.mean() <= 0.5:
+        _bad_time(col, not_number, src, name, "is not a number as the column's other values are")
+    dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+    _bad_time(col, dates.isna().to_numpy(), src, name, "is neither a number nor a date")
+    return dates.astype("int64").to_numpy()
+
+
+def _bad_time(col: pd.Series, bad: np.ndarray, src: str, name: str, what: str) -> None:
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        line = int(col.index[first]) + 2  # the row's label: rows may have been dropped before
+        raise DataError(
+            f"{src}: line {line}: {name} {col.iloc[first]!r} {what} ({int(bad.sum())} such "
+            "row(s)); fix or drop them"
+        )
 
 
 def read_log(path, config: LogConfig) -> pd.DataFrame:

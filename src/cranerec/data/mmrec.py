@@ -21,6 +21,7 @@ from cranerec.data.folder import (
     save_folder_files,
 )
 from cranerec.data.split import matrices_from_labels
+from cranerec.data.tables import first_non_utf8_line
 from cranerec.data.validate import check_ids, check_no_duplicates
 
 MMREC_COLUMNS = ["userID", "itemID", "rating", "timestamp", "x_label"]
@@ -51,7 +52,11 @@ def load_mmrec(config: DataConfig) -> Dataset:
         df = pd.read_csv(inter, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{inter}: empty file (expected a header and interactions)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{inter}: line {first_non_utf8_line(inter)} is not UTF-8 text; save it as UTF-8"
+        ) from None
+    except pd.errors.ParserError as e:
         raise DataError(f"{inter}: not a tab-separated file ({e})") from None
     need = ["userID", "itemID", "x_label"]
     missing = [c for c in need if c not in df.columns]

@@ -44,10 +44,14 @@ def read_table(
         raise DataError(
             f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"
         ) from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path}: line {first_non_utf8_line(path)} is not UTF-8 text; save the {what} as UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     except (
         pd.errors.ParserError,
         pd.errors.EmptyDataError,
-        UnicodeDecodeError,
         ValueError,
         OSError,
     ) as e:
@@ -58,3 +62,14 @@ def read_table(
     if df.empty:
         raise DataError(f"{path}: the {what} has no rows")
     return df
+
+
+def first_non_utf8_line(path: str | Path) -> int:
+    """The 1-based number of the first line of ``path`` that does not decode as UTF-8 (0: none)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0

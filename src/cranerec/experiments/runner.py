@@ -339,7 +339,7 @@ def run_experiment(
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if device is not None:
-        from cranerec.train.trainer import resolve_device
+        from cranerec.utils.env import resolve_device
 
         resolve_device(device)  # a clear error now, not one failed run after another
     rows = register(spec, store)

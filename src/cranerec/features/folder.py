@@ -13,6 +13,8 @@ import os
 import secrets
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,15 @@ from cranerec.data.build import LogConfig, read_log, split_log
 from cranerec.data.errors import DataError
 from cranerec.features.pipeline import FeatureReport, build_image_features, build_text_features
 from cranerec.utils.io import atomic_write, write_json_atomic, write_text_atomic
+
+
+@contextmanager
+def _model_flag(flag: str) -> Iterator[None]:
+    """Errors about the model name this command's flag for it (``features`` calls it --model)."""
+    try:
+        yield
+    except DataError as e:
+        raise DataError(str(e).replace("--model ", f"{flag} ")) from None
 
 
 @dataclass(frozen=True)
@@ -81,15 +92,17 @@ def build_folder(
             on_missing=content.on_missing, progress=progress,
         )  # fmt: skip
         if content.text_cols:
-            features.append(build_text_features(
-                content.items, content.id_col, list(content.text_cols), tmp,
-                model=content.text_model, **common,
-            ))  # fmt: skip
+            with _model_flag("--text-model"):
+                features.append(build_text_features(
+                    content.items, content.id_col, list(content.text_cols), tmp,
+                    model=content.text_model, **common,
+                ))  # fmt: skip
         if content.image_col is not None:
-            features.append(build_image_features(
-                content.items, content.id_col, content.image_col, tmp,
-                model=content.image_model, image_root=content.image_root, **common,
-            ))  # fmt: skip
+            with _model_flag("--image-model"):
+                features.append(build_image_features(
+                    content.items, content.id_col, content.image_col, tmp,
+                    model=content.image_model, image_root=content.image_root, **common,
+                ))  # fmt: skip
         write_json_atomic(tmp / "build.json", {
             "log": str(log_path), "settings": asdict(log_config), "content": asdict(content),
             "report": report.to_dict(), "features": [f.path.name for f in features],

@@ -11,6 +11,7 @@ import numpy as np
 from cranerec.data.errors import DataError
 from cranerec.features.items import align_items, read_item_table, sorted_ids
 from cranerec.features.provenance import directory_sha256, write_features
+from cranerec.utils.env import resolve_device
 
 log = logging.getLogger(__name__)
 ON_MISSING = ("error", "zero")
@@ -45,9 +46,16 @@ def _targets(table, item_ids) -> tuple[np.ndarray, np.ndarray, int]:
     return ids, align.rows, align.extra
 
 
-def _check_on_missing(on_missing: str) -> None:
+def _check_settings(on_missing: str, batch_size: int, device: str) -> None:
+    """The settings every feature build shares, refused before any file is read."""
     if on_missing not in ON_MISSING:
         raise DataError(f"--on-missing {on_missing!r}: choose one of {list(ON_MISSING)}")
+    if batch_size < 1:
+        raise DataError("--batch-size must be >= 1")
+    try:
+        resolve_device(device)
+    except (ValueError, RuntimeError) as e:
+        raise DataError(f"--device: {e}; use --device cpu or an available cuda:N") from None
 
 
 def _missing(ids: np.ndarray, empty: np.ndarray, what: str, table, on_missing: str) -> list[str]:
@@ -84,11 +92,9 @@ def build_text_features(
         load_text_model,
     )
 
-    _check_on_missing(on_missing)
+    _check_settings(on_missing, batch_size, device)
     if not text_cols:
         raise DataError("--text-cols: name at least one column of the item table")
-    if batch_size < 1:
-        raise DataError("--batch-size must be >= 1")
     table = read_item_table(items, id_col, text_cols)
     for col in text_cols:
         if not any(table.columns[col]):
@@ -128,9 +134,7 @@ def build_image_features(
     the table's folder) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids``."""
     from cranerec.features.image import embed_images, load_image_model
 
-    _check_on_missing(on_missing)
-    if batch_size < 1:
-        raise DataError("--batch-size must be >= 1")
+    _check_settings(on_missing, batch_size, device)
     table = read_item_table(items, id_col, [image_col])
     ids, rows, extra = _targets(table, item_ids)
     root = Path(image_root) if image_root is not None else table.path.parent

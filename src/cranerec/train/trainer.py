@@ -40,6 +40,7 @@ from cranerec.train.rundir import (
     read_metrics,
 )
 from cranerec.train.sampler import InteractionSampler
+from cranerec.utils.env import resolve_device
 from cranerec.utils.io import torch_save_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -67,20 +68,6 @@ class TrainState:
     epoch_seconds: list[float] = field(default_factory=list)
     eval_seconds: list[float] = field(default_factory=list)
     stop_reason: str = ""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda[:N]``; a clear error when CUDA, or GPU N, is asked for but absent."""
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but this torch build has no usable CUDA")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is not None:
-        count = torch.cuda.device_count()
-        if device.index >= count:
-            raise RuntimeError(f"device {name!r} requested but this machine has {count} GPU(s)")
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -281,11 +268,12 @@ class Trainer:
         """One progress line (when stderr is not a terminal)."""
         cfg, s = self.config.train, self.state
         key = cfg.stop_metric
-        metric = (
-            f"  {key} {record['valid'][key]:.4f} (best {s.best_value:.4f} at epoch {s.best_epoch})"
-            if validate
-            else ""
+        best = (
+            f"best {s.best_value:.4f} at epoch {s.best_epoch}"
+            if math.isfinite(s.best_value)
+            else f"a best counts from epoch {cfg.min_epochs + 1}, train.min_epochs"
         )
+        metric = f"  {key} {record['valid'][key]:.4f} ({best})" if validate else ""
         return (
             f"{self.config.model_name} on {self.dataset.name}: epoch {record['epoch']}/"
             f"{self._horizon(validate)}  loss {record.get('loss', 0.0):.4f}{metric}  "

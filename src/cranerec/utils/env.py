@@ -62,3 +62,20 @@ def usable_physical_cores() -> int:
             return len(cpus)
         cores.add((package, core))
     return max(1, len(cores))
+
+
+def resolve_device(name: str):
+    """A ``torch.device`` from ``cpu`` or ``cuda[:N]``; a clear error when CUDA, or GPU N, is
+    asked for but absent."""
+    import torch
+
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but this torch build has no usable CUDA")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise RuntimeError(f"device {name!r} requested but this machine has {count} GPU(s)")
+    return device
