@@ -213,7 +213,7 @@ def test_progress_within_min_epochs_says_when_a_best_starts_to_count(tmp_path, c
     args = ["train", "--model", "bpr", "--out", str(tmp_path / "r"), "--set", "train.epochs=3"]
     assert main([*args, "train.min_epochs=2", "data.synthetic_users=200"]) == 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if " epoch " in ln]
-    assert "a best counts from epoch 3" in lines[0] and "inf" not in lines[0]
+    assert "no best before epoch 3: train.min_epochs=2" in lines[0] and "inf" not in lines[0]
     assert "(best 0." in lines[2] and "at epoch 3)" in lines[2]
 
 

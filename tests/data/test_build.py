@@ -139,3 +139,20 @@ def test_a_time_that_is_not_a_number_among_numbers_names_its_own_line(tmp_path, 
     config = LogConfig(time_col="ts", split="temporal")
     with pytest.raises(DataError, match=rf"log\.csv: line 4: ts '{odd}' is not a number .*1 such"):
         split_log(read_log(path, config), config, str(path))
+
+
+@pytest.mark.parametrize(
+    "times", [["20140601", "20140602", "2014-06-03", "2014-06-04"], ["2014", "2015-03-01", "2016"]]
+)
+def test_a_date_column_whose_dates_look_like_numbers_reads_as_dates(tmp_path, times):
+    rows = [("a", f"i{k}", t) for k, t in enumerate(times)][::-1]  # latest first in the file
+    data, _, _ = build(tmp_path, rows, time_col="time", split="last")
+    assert raw_pairs(data, "test") == {("a", f"i{len(times) - 1}")}
+
+
+def test_an_epoch_among_dates_is_named_as_not_a_date(tmp_path):
+    rows = [("a", "x", "2021-01-01"), ("a", "y", "2021-01-02"), ("a", "z", "x1406007071")]
+    path = write_log(tmp_path / "log.csv", rows, ("user", "item", "ts"))
+    config = LogConfig(time_col="ts", split="temporal")
+    with pytest.raises(DataError, match=r"line 4: ts 'x1406007071' is not a date as the column"):
+        split_log(read_log(path, config), config, str(path))

@@ -2,13 +2,14 @@
 
 cranerec train [--data PATH] [--model NAME] [--preset NAME] [--config FILE.yaml]
                [--set key=value ...] [--seed N | --seeds N ...] [--out DIR]
-               [--device cpu|cuda] [--resume RUN_DIR] [--format FMT]
+               [--device cpu|cuda] [--threads N] [--epochs N] [--resume RUN_DIR] [--format FMT]
 cranerec evaluate RUN_DIR [--split test]
 cranerec data describe PATH
 cranerec data convert SRC DST --to mmrec|matrices
 cranerec data build INTERACTIONS [--items ITEMS --text-cols COLS | --image-col COL] --out DIR
 cranerec features text ITEMS --id-col COL --text-cols COLS --out DIR [--data PATH] [--model DIR]
-cranerec features image ITEMS --id-col COL --image-col COL --model DIR --out DIR [--data PATH]
+                     [--overwrite]
+cranerec features image ITEMS --id-col COL --image-col COL --model DIR --out DIR [--data PATH] [--overwrite]
 cranerec models
 cranerec recommend RUN_DIR [--users all|FILE] [--k 20] --out recs.parquet|recs.csv
 cranerec serve RUN_DIR [--host 127.0.0.1] [--port 8000]

@@ -100,29 +100,30 @@ class BuildReport:
 
 
 def _times(col: pd.Series, src: str, name: str) -> np.ndarray:
-    """A sortable number per row: numbers as they are, else dates parsed (as nanoseconds).
+    """A sortable number per row: numbers as they are, else dates parsed (to one integer unit).
 
-    A column is numbers when most of its values are; then a value that is not one (an empty
-    cell, a date among epochs) is the error, named by its line."""
+    Values neither reading accepts are named by their line: those that are not numbers when most
+    of the column is numbers (an empty cell among epochs), else those that are not dates."""
     values = pd.to_numeric(col, errors="coerce")
     not_number = values.isna().to_numpy()
     if not not_number.any():
         return values.to_numpy(dtype=np.float64)
-    if not_number.mean() <= 0.5:
-        _bad_time(col, not_number, src, name, "is not a number as the column's other values are")
     dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-    _bad_time(col, dates.isna().to_numpy(), src, name, "is neither a number nor a date")
-    return dates.astype("int64").to_numpy()
+    not_date = dates.isna().to_numpy()
+    if not not_date.any():
+        return dates.astype("int64").to_numpy()
+    if not_number.mean() < not_date.mean():
+        _bad_time(col, not_number, src, name, "is not a number as the column's other values are")
+    _bad_time(col, not_date, src, name, "is not a date as the column's other values are")
 
 
 def _bad_time(col: pd.Series, bad: np.ndarray, src: str, name: str, what: str) -> None:
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        line = int(col.index[first]) + 2  # the row's label: rows may have been dropped before
-        raise DataError(
-            f"{src}: line {line}: {name} {col.iloc[first]!r} {what} ({int(bad.sum())} such "
-            "row(s)); fix or drop them"
-        )
+    first = int(np.flatnonzero(bad)[0])
+    line = int(col.index[first]) + 2  # the row's label: rows may have been dropped before
+    raise DataError(
+        f"{src}: line {line}: {name} {col.iloc[first]!r} {what} ({int(bad.sum())} such row(s)); "
+        "fix or drop them"
+    )
 
 
 def read_log(path, config: LogConfig) -> pd.DataFrame:

@@ -44,9 +44,12 @@ def read_table(
         raise DataError(
             f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"
         ) from None
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+        line = first_non_utf8_line(path) if path.suffix != ".parquet" else 0
+        if not line:
+            raise DataError(f"{path}: unreadable {what} ({e})") from None
         raise DataError(
-            f"{path}: line {first_non_utf8_line(path)} is not UTF-8 text; save the {what} as UTF-8 "
+            f"{path}: line {line} is not UTF-8 text; save the {what} as UTF-8 "
             "(e.g. iconv -f latin1 -t utf-8)"
         ) from None
     except (

@@ -13,24 +13,18 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cranerec.data.build import LogConfig, read_log, split_log
 from cranerec.data.errors import DataError
-from cranerec.features.pipeline import FeatureReport, build_image_features, build_text_features
+from cranerec.features.pipeline import (
+    FeatureReport,
+    build_image_features,
+    build_text_features,
+    check_settings,
+)
 from cranerec.utils.io import atomic_write, write_json_atomic, write_text_atomic
-
-
-@contextmanager
-def _model_flag(flag: str) -> Iterator[None]:
-    """Errors about the model name this command's flag for it (``features`` calls it --model)."""
-    try:
-        yield
-    except DataError as e:
-        raise DataError(str(e).replace("--model ", f"{flag} ")) from None
 
 
 @dataclass(frozen=True)
@@ -56,6 +50,14 @@ class ContentConfig:
             raise DataError("--items given without --text-cols or --image-col: nothing to embed")
         if self.image_col is not None and not self.image_model:
             raise DataError("--image-col needs --image-model (a local vision model directory)")
+        if wants:  # refused before the log is read, not after the split
+            check_settings(self.on_missing, self.batch_size, self.device)
+            for flag, model in (
+                ("--text-model", self.text_model),
+                ("--image-model", self.image_model),
+            ):
+                if model is not None and not Path(model).is_dir():
+                    raise DataError(f"{flag} {model}: no such directory (a local model directory)")
 
 
 @dataclass(frozen=True)
@@ -92,17 +94,16 @@ def build_folder(
             on_missing=content.on_missing, progress=progress,
         )  # fmt: skip
         if content.text_cols:
-            with _model_flag("--text-model"):
-                features.append(build_text_features(
-                    content.items, content.id_col, list(content.text_cols), tmp,
-                    model=content.text_model, **common,
-                ))  # fmt: skip
+            features.append(build_text_features(
+                content.items, content.id_col, list(content.text_cols), tmp,
+                model=content.text_model, model_flag="--text-model", **common,
+            ))  # fmt: skip
         if content.image_col is not None:
-            with _model_flag("--image-model"):
-                features.append(build_image_features(
-                    content.items, content.id_col, content.image_col, tmp,
-                    model=content.image_model, image_root=content.image_root, **common,
-                ))  # fmt: skip
+            features.append(build_image_features(
+                content.items, content.id_col, content.image_col, tmp,
+                model=content.image_model, image_root=content.image_root,
+                model_flag="--image-model", **common,
+            ))  # fmt: skip
         write_json_atomic(tmp / "build.json", {
             "log": str(log_path), "settings": asdict(log_config), "content": asdict(content),
             "report": report.to_dict(), "features": [f.path.name for f in features],

@@ -19,11 +19,11 @@ from cranerec.data.errors import DataError
 from cranerec.features.text import INSTALL_HINT, check_model_dir, offline
 
 
-def load_image_model(path: str | Path, device: str = "cpu"):
+def load_image_model(path: str | Path, device: str = "cpu", flag: str = "--model"):
     """(processor, model) from a local ``transformers`` directory, in eval mode on ``device``."""
     offline()
     path = Path(path)
-    check_model_dir(path, "config.json", "transformers vision")
+    check_model_dir(path, "config.json", "transformers vision", flag)
     try:
         from transformers import AutoImageProcessor, AutoModel
     except ImportError:
@@ -33,7 +33,7 @@ def load_image_model(path: str | Path, device: str = "cpu"):
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
     except Exception as e:  # noqa: BLE001 - a foreign directory fails in many ways
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"--model {path}: cannot load it as a vision model ({msg})") from None
+        raise DataError(f"{flag} {path}: cannot load it as a vision model ({msg})") from None
     return processor, model.to(device).eval()
 
 

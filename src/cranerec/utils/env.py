@@ -6,6 +6,10 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def git_sha() -> str:
@@ -64,7 +68,7 @@ def usable_physical_cores() -> int:
     return max(1, len(cores))
 
 
-def resolve_device(name: str):
+def resolve_device(name: str) -> torch.device:
     """A ``torch.device`` from ``cpu`` or ``cuda[:N]``; a clear error when CUDA, or GPU N, is
     asked for but absent."""
     import torch
