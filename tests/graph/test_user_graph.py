@@ -40,6 +40,22 @@ def test_lists_are_the_preprocessing_scripts(tiny_data, n):
             assert counts[u, : length[u]].tolist() == [c for _, c in expected]
 
 
+def test_ties_go_to_a_random_choice_not_to_the_lowest_ids():
+    # user 0 shares item 0 with users 1..200 and item 1 with users 1..3 (count 2): the three
+    # come first, then 7 of the 197 users tied at 1, drawn from all of them, not users 4..10
+    rows = [0, 0] + list(range(1, 201)) + [1, 2, 3]
+    cols = [0, 1] + [0] * 200 + [1, 1, 1]
+    train = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(201, 2))
+    by_index = cooccurrence_neighbours(train, 10)[0][0]
+    assert by_index.tolist() == list(range(1, 11))
+    drawn = [cooccurrence_neighbours(train, 10, np.random.default_rng(s))[0][0] for s in range(2)]
+    for users in drawn:
+        assert sorted(users[:3].tolist()) == [1, 2, 3]
+        assert set(users[3:].tolist()) <= set(range(4, 201)) and len(set(users[3:])) == 7
+        assert users[3:].mean() > 40  # the lowest ids would give 7.0
+    assert drawn[0][3:].tolist() != drawn[1][3:].tolist()
+
+
 def test_padding_draws_from_the_users_own_list_and_weights_are_the_softmax_of_counts():
     k = 5
     graph = UserCooccurrenceGraph(_small(), k)
@@ -51,7 +67,9 @@ def test_padding_draws_from_the_users_own_list_and_weights_are_the_softmax_of_co
             continue
         mine = dict(expected)
         n = min(len(expected), k)
-        assert slots[u, :n].tolist() == [v for v, _ in expected[:n]]  # kept in order
+        kept = slots[u, :n].tolist()
+        assert [mine[v] for v in kept] == [c for _, c in expected[:n]]  # count order kept
+        assert len(set(kept)) == n
         assert set(slots[u]) <= set(mine)  # padding copies the user's own neighbours
         counts = np.array([mine[v] for v in slots[u]], dtype=np.float64)
         softmax = np.exp(counts - counts.max()) / np.exp(counts - counts.max()).sum()
@@ -63,11 +81,12 @@ def test_padding_is_redrawn_from_the_filled_slots_every_epoch():
     three neighbours keep slots 0-2 and slots 3-4 take each of them over the epochs."""
     graph = UserCooccurrenceGraph(_small(), 5)
     rng = np.random.default_rng(1)
-    drawn = set()
+    drawn, kept = set(), graph.slots[3, :3].tolist()
+    assert sorted(kept) == [0, 1, 2]
     for _ in range(30):
         graph.resample(rng)
         assert graph.slots[4].tolist() == [0] * 5
-        assert graph.slots[3, :3].tolist() == [0, 1, 2]
+        assert graph.slots[3, :3].tolist() == kept
         drawn.update((j, int(graph.slots[3, j])) for j in (3, 4))
     assert drawn == {(j, v) for j in (3, 4) for v in (0, 1, 2)}
 

@@ -17,19 +17,20 @@ def dense_ahat(train):
     return torch.from_numpy(d[:, None] * a * d[None, :]).float()
 
 
-def dense_user_graph(train, k):
-    """W [U, U] from a loop over user pairs: each user's top-k users by shared items (ties:
-    lower index), weighted by the softmax of the counts."""
+def dense_user_graph(train, k, chosen):
+    """W [U, U] from a loop over user pairs: each user's top-k users by shared items, weighted by
+    the softmax of the counts. Among users tied at the cut the model may keep any (it draws
+    them at random): ``chosen`` [U, k] are its picks, checked here to be a top-k by count."""
     items = [set(train[u].indices) for u in range(train.shape[0])]
     w = torch.zeros(len(items), len(items))
     for u, mine in enumerate(items):
-        counts = sorted(
-            ((v, len(mine & theirs)) for v, theirs in enumerate(items) if v != u),
-            key=lambda t: (-t[1], t[0]),
-        )[:k]
-        assert counts[-1][1] > 0  # k real neighbours, no padding
-        c = torch.tensor([float(n) for _, n in counts])
-        w[u, [v for v, _ in counts]] = torch.softmax(c, dim=0)
+        shared = {v: len(mine & theirs) for v, theirs in enumerate(items) if v != u}
+        top = sorted(shared.values(), reverse=True)[:k]
+        assert top[-1] > 0  # k real neighbours, no padding
+        picks = [int(v) for v in chosen[u]]
+        assert len(set(picks)) == k and sorted((shared[v] for v in picks), reverse=True) == top
+        c = torch.tensor([float(shared[v]) for v in picks])
+        w[u, picks] = torch.softmax(c, dim=0)
     return w
 
 

@@ -45,7 +45,7 @@ def _dense_forward(model, data, n_ui_layers, n_mm_layers):
     else:
         user0 = torch.cat([a[:, n : n + 1] * u for n, u in enumerate(users)], dim=1)
     item0 = torch.cat(items, dim=1)
-    w = dense_user_graph(data.train, model.config.user_knn_k)
+    w = dense_user_graph(data.train, model.config.user_knn_k, model.user_graph.slots)
     s = _dense_item_graph(data, model.modalities, model.config.knn_k, 0.1)
     h = item0
     for _ in range(n_mm_layers):

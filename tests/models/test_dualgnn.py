@@ -35,7 +35,7 @@ def _dense_forward(model, data, n_layers, fusion):
         u = a[:, :1] * sum(users) + sum(a[:, n : n + 1] * users[n] for n in range(1, len(users)))
     else:
         u = sum(a[:, n : n + 1] * users[n] for n in range(len(users)))
-    w = dense_user_graph(data.train, model.config.user_knn_k)
+    w = dense_user_graph(data.train, model.config.user_knn_k, model.user_graph.slots)
     return u + w @ u, sum(items)
 
 

@@ -64,7 +64,9 @@ Deviations:
   forward (computed before the last optimiser step); here an evaluation forward recomputes the
   representations from the current weights, with the epoch's user graph;
 - the user graph is built from ``dataset.train`` instead of a precomputed file; its ties among
-  equal counts go to the lower user index (the script's ``torch.topk`` leaves them arbitrary);
+  equal counts are ordered at random from a fixed seed (the script's ``torch.topk`` leaves them
+  arbitrary; the lower index would hand the slots to the heaviest users where ids follow
+  activity, as on TikTok: ``graph/user_graph.py``);
   the padding draws come from the trainer's numpy generator (the reference: ``np.random``), so
   resumed runs are exact; the graph before the first ``pre_epoch`` is drawn with seed 0;
 - BPR as softplus / ln 2 (the reference's log2(sigmoid) is -inf for large margins);
