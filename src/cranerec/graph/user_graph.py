@@ -13,10 +13,10 @@ preprocessing computes, and what ``cooccurrence_neighbours`` computes from ``dat
 
 Ties are broken in a random order drawn once from a fixed seed (``torch.topk`` leaves them
 unspecified, so the script's order among equal counts is arbitrary). Not by the lower index: most
-counts are small, ties decide most of the k slots, and where user ids follow activity (TikTok's
-first tenth of users are its heaviest) an index order hands the slots to a few hub users (on
-TikTok the 100 most-named users then carry 58% of all neighbour weight against 42% in MMRec's
-file; DualGNN's curve differed accordingly). Every user of the dataset has a row; a user who
+counts are small, ties decide most of the k slots, and where low ids are heavy users, as on
+TikTok, an index order hands the slots to a few hub users (the 100 most-named users then carry
+58% of all neighbour weight, against 42% at random and in MMRec's file:
+``benchmarks/user_graph_ties.py``). Every user of the dataset has a row; a user who
 shares no item with anyone has an empty list.
 
 Sampling (the references' ``topk_sample``, redone before every training epoch): with ``k`` the
