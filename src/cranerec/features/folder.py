@@ -24,6 +24,7 @@ from cranerec.features.pipeline import (
     build_text_features,
     check_settings,
 )
+from cranerec.features.text import check_model_dir, check_text_model_dir
 from cranerec.utils.io import atomic_write, write_json_atomic, write_text_atomic
 
 
@@ -52,12 +53,11 @@ class ContentConfig:
             raise DataError("--image-col needs --image-model (a local vision model directory)")
         if wants:  # refused before the log is read, not after the split
             check_settings(self.on_missing, self.batch_size, self.device)
-            for flag, model in (
-                ("--text-model", self.text_model),
-                ("--image-model", self.image_model),
-            ):
-                if model is not None and not Path(model).is_dir():
-                    raise DataError(f"{flag} {model}: no such directory (a local model directory)")
+            if self.text_model is not None:
+                check_text_model_dir(Path(self.text_model), "--text-model")
+            if self.image_model is not None:
+                check_model_dir(Path(self.image_model), "config.json", "transformers vision",
+                                "--image-model")  # fmt: skip
 
 
 @dataclass(frozen=True)

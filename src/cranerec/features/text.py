@@ -51,12 +51,18 @@ def check_model_dir(path: Path, marker: str, kind: str, flag: str = "--model") -
         )
 
 
+def check_text_model_dir(path: Path, flag: str = "--model") -> None:
+    """``check_model_dir`` for a sentence-transformers folder (``modules.json``, or a bare
+    transformers one with ``config.json``)."""
+    marker = "modules.json" if (path / "modules.json").exists() else "config.json"
+    check_model_dir(path, marker, "sentence-transformers", flag)
+
+
 def load_text_model(path: str | Path | None = None, device: str = "cpu", flag: str = "--model"):
     """A ``SentenceTransformer`` from a local directory (``None``: the default model)."""
     offline()
     path = Path(path) if path is not None else default_text_model(flag)
-    check_model_dir(path, "modules.json" if (path / "modules.json").exists() else "config.json",
-                    "sentence-transformers", flag)  # fmt: skip
+    check_text_model_dir(path, flag)
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
