@@ -12,12 +12,21 @@ work on the machine during a run).
 Recall@10/20 and NDCG@10/20 (mean ± std over seeds), epochs to best, the median s/epoch, the
 largest peak RSS of its runs, and the reference's R@20 / N@20 and s/epoch beside; ``--crane``
 adds CRANE's seed runs (``benchmarks/crane_tiktok.sh``) as a row.
+
+    .venv/bin/python benchmarks/parity_table.py RUNS_DIR --mmrec-logs MMREC_LOG_DIR [--data tiktok]
+
+``--mmrec-logs`` prints the side-by-side table of issue 19's models (SLMRec, LGMRec, MGCN, GRCN,
+DualGNN, DRAGON): for each, the seeds finished on both sides (ours: ``RUNS_DIR/<data>-<model>/
+seed-N``; MMRec: ``<Model>-<data>-seedN.out`` in MMREC_LOG_DIR, one seed per log, its final
+``best test`` block), the two means of test Recall@20 / NDCG@20 over those seeds, ours as a
+percentage of MMRec's, and each side's median seconds per training epoch, with our peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -80,6 +89,62 @@ def issue5_table(root: Path, seeds: list[int], crane: Path | None) -> None:
               + f" | {best} | {med} | {rss} | {ref_text} | {ref_s} |")  # fmt: skip
 
 
+ISSUE19_MODELS = ("SLMRec", "LGMRec", "MGCN", "GRCN", "DualGNN", "DRAGON")
+
+
+def mmrec_seed(log: Path) -> tuple[float, float, float] | None:
+    """(test R@20, test N@20, median s per training epoch) of a finished one-seed MMRec log."""
+    from mmrec_log import BLOCK, _value  # noqa: PLC0415 (sibling script, run from benchmarks/)
+
+    if not log.exists():
+        return None
+    text = log.read_text(encoding="utf-8", errors="replace")
+    blocks = BLOCK.findall(text)
+    if not blocks:
+        return None
+    test = blocks[-1][3]
+    train = [float(x) for x in re.findall(r"training \[time: ([0-9.]+)s", text)]
+    return _value(test, "recall@20"), _value(test, "ndcg@20"), statistics.median(train)
+
+
+def issue19_table(root: Path, logs: Path, data: str, seeds: list[int]) -> None:
+    """Ours beside MMRec on the seeds both sides have finished (module docstring)."""
+    print("| model | seeds | ours R@20 / N@20 | MMRec R@20 / N@20 | ours / MMRec "
+          "| ours s/epoch | MMRec s/epoch | our peak RSS MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for model in ISSUE19_MODELS:
+        both = []
+        for seed in seeds:
+            run = root / f"{data}-{model.lower()}" / f"seed-{seed}"
+            ref = mmrec_seed(logs / f"{model}-{data}-seed{seed}.out")
+            if (run / "results.json").exists() and ref is not None:
+                both.append((seed, run, ref))
+        if not both:
+            print(f"| {model.lower()} | - | - | - | - | - | - | - |")
+            continue
+        res = [json.loads((r / "results.json").read_text()) for _, r, _ in both]
+        ours_r = [x["test"]["recall@20"] for x in res]
+        ours_n = [x["test"]["ndcg@20"] for x in res]
+        ref_r = [ref[0] for _, _, ref in both]
+        ref_n = [ref[1] for _, _, ref in both]
+        epoch_s = [
+            json.loads(line)["epoch_seconds"]
+            for _, r, _ in both
+            for line in (r / "metrics.jsonl").read_text().splitlines()
+        ]
+        ratio = (
+            f"{100 * statistics.fmean(ours_r) / statistics.fmean(ref_r):.1f}% / "
+            f"{100 * statistics.fmean(ours_n) / statistics.fmean(ref_n):.1f}%"
+        )
+        print(
+            f"| {model.lower()} | {', '.join(str(s) for s, _, _ in both)} "
+            f"| {_fmt(ours_r)} / {_fmt(ours_n)} | {_fmt(ref_r)} / {_fmt(ref_n)} | {ratio} "
+            f"| {statistics.median(epoch_s):.1f} "
+            f"| {statistics.median(ref[2] for _, _, ref in both):.1f} "
+            f"| {max(x['peak_rss_mb'] for x in res):.0f} |"
+        )
+
+
 def _runs(directory: Path, seeds: list[int]) -> list[Path]:
     if (directory / "results.json").exists():
         return [directory]
@@ -102,7 +167,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--issue5", action="store_true", help="the baselines issue's TikTok table")
     p.add_argument("--crane", type=Path, help="with --issue5: CRANE's seed runs as a row")
+    p.add_argument("--mmrec-logs", type=Path, help="issue 19's side-by-side table from MMRec logs")
+    p.add_argument("--data", default="tiktok", help="with --mmrec-logs: the dataset's name")
     args = p.parse_args()
+    if args.mmrec_logs:
+        issue19_table(Path(args.runs), args.mmrec_logs, args.data, args.seeds)
+        return
     if args.issue5:
         issue5_table(Path(args.runs), args.seeds, args.crane)
         return
