@@ -54,7 +54,9 @@ def first_reach(curve: list[float], frac: float) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--pair", nargs=3, action="append", required=True, metavar=("LABEL", "RUN", "LOG"))
+    p.add_argument(
+        "--pair", nargs=3, action="append", required=True, metavar=("LABEL", "RUN", "LOG")
+    )
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--title", default="validation Recall@20 per epoch: cranerec vs MMRec")
     args = p.parse_args()
@@ -73,7 +75,13 @@ def main() -> None:
         for curve, name, colour in ((a, "cranerec", "tab:blue"), (b, "MMRec", "tab:orange")):
             x = range(1, len(curve) + 1)
             best = max(range(len(curve)), key=curve.__getitem__)
-            ax.plot(x, curve, color=colour, lw=1.2, label=f"{name} (best {curve[best]:.4f} @ {best + 1})")
+            ax.plot(
+                x,
+                curve,
+                color=colour,
+                lw=1.2,
+                label=f"{name} (best {curve[best]:.4f} @ {best + 1})",
+            )
             ax.plot([best + 1], [curve[best]], "o", color=colour, ms=5)
         ax.set_title(label)
         ax.set_xlabel("epoch")

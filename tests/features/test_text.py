@@ -175,3 +175,15 @@ def test_a_model_path_that_is_not_a_model_is_an_error(tmp_path, files, message):
     with pytest.raises(DataError, match=re.escape(f"--model {model}: {message}")):
         build(tmp_path, model=model)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_keeps_a_feature_file_already_there_unless_overwrite(tmp_path, minilm):
+    build(tmp_path)
+    out = tmp_path / "out"
+    first = (out / "text_feat.npy").read_bytes(), (out / "text_feat.json").read_bytes()
+    with pytest.raises(DataError, match="already holds text_feat.npy; pass --overwrite"):
+        build(tmp_path, cols=("title",), on_missing="zero")
+    assert ((out / "text_feat.npy").read_bytes(), (out / "text_feat.json").read_bytes()) == first
+    build(tmp_path, cols=("title",), on_missing="zero", overwrite=True)
+    assert json.loads((out / "text_feat.json").read_text())["input"]["columns"] == ["title"]
+    assert (out / "text_feat.npy").read_bytes() != first[0]

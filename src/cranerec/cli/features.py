@@ -31,16 +31,10 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from cranerec.features import build_image_features, build_text_features
 
     modality = args.modality or args.features_command
-    existing = Path(args.out) / f"{modality}_feat.npy"
-    if existing.exists() and not args.overwrite:
-        raise ValueError(
-            f"--out {args.out}: already holds {existing.name}; pass --overwrite to replace it "
-            "(and its sidecar) or choose another --out or --modality"
-        )
     common = dict(
         item_ids=_feature_item_ids(args), batch_size=args.batch_size, device=args.device,
         normalize=args.normalize, on_missing=args.on_missing, progress=not args.quiet,
-        modality=modality,
+        modality=modality, overwrite=args.overwrite,
     )  # fmt: skip
     if args.features_command == "text":
         cols = [c.strip() for c in args.text_cols.split(",") if c.strip()]

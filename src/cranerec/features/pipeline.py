@@ -58,6 +58,17 @@ def check_settings(on_missing: str, batch_size: int, device: str) -> None:
         raise DataError(f"--device: {e}; use --device cpu or an available cuda:N") from None
 
 
+def check_out(out: str | Path, modality: str, overwrite: bool) -> None:
+    """Refuse to replace ``<out>/<modality>_feat.npy`` unless ``overwrite``: features already
+    computed (minutes to hours of a model's time) are never lost to a repeated command."""
+    existing = Path(out) / f"{modality}_feat.npy"
+    if existing.exists() and not overwrite:
+        raise DataError(
+            f"--out {out}: already holds {existing.name}; pass --overwrite (Python: "
+            "overwrite=True) to replace it and its sidecar, or choose another --out or --modality"
+        )
+
+
 def _missing(ids: np.ndarray, empty: np.ndarray, what: str, table, on_missing: str) -> list[str]:
     missing = [str(i) for i in ids[empty].tolist()]
     if missing and on_missing == "error":
@@ -82,10 +93,12 @@ def build_text_features(
     item_ids: np.ndarray | None = None, model: str | Path | None = None, modality: str = "text",
     batch_size: int = 32, device: str = "cpu", normalize: str = "none", on_missing: str = "error",
     separator: str = ". ", progress: bool = True, model_flag: str = "--model",
+    overwrite: bool = False,
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's text (the ``text_cols`` joined with ``separator``, empty cells
     skipped) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids`` by raw id.
-    ``model_flag``: the calling command's option for ``model``, named in its errors."""
+    ``model_flag``: the calling command's option for ``model``, named in its errors. A feature
+    file already at that path is an error unless ``overwrite`` (checked before any work)."""
     from cranerec.features.text import (
         DEFAULT_TEXT_MODEL,
         default_text_model,
@@ -94,6 +107,7 @@ def build_text_features(
     )
 
     check_settings(on_missing, batch_size, device)
+    check_out(out, modality, overwrite)
     if not text_cols:
         raise DataError("--text-cols: name at least one column of the item table")
     table = read_item_table(items, id_col, text_cols)
@@ -130,13 +144,16 @@ def build_image_features(
     item_ids: np.ndarray | None = None, image_root: str | Path | None = None,
     modality: str = "image", batch_size: int = 32, device: str = "cpu", normalize: str = "none",
     on_missing: str = "error", progress: bool = True, model_flag: str = "--model",
+    overwrite: bool = False,
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's image (``image_col``: a path, relative to ``image_root`` or else to
     the table's folder) and write ``<out>/<modality>_feat.npy`` aligned to ``item_ids``.
-    ``model_flag``: the calling command's option for ``model``, named in its errors."""
+    ``model_flag``: the calling command's option for ``model``, named in its errors. A feature
+    file already at that path is an error unless ``overwrite`` (checked before any work)."""
     from cranerec.features.image import embed_images, load_image_model
 
     check_settings(on_missing, batch_size, device)
+    check_out(out, modality, overwrite)
     table = read_item_table(items, id_col, [image_col])
     ids, rows, extra = _targets(table, item_ids)
     root = Path(image_root) if image_root is not None else table.path.parent
