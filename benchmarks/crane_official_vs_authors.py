@@ -27,7 +27,6 @@ Prints ``skipped: ...`` where the data or the checkout are absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -40,26 +39,11 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
         print(f"skipped: no models/crane.py in the MMRec checkout {mmrec_src}")
         return
     import torch
+    from _mmrec import build_mmrec_model
 
-    os.chdir(mmrec_src)
-    sys.path.insert(0, mmrec_src)
-    from utils.configurator import Config
-    from utils.dataloader import TrainDataLoader
-    from utils.dataset import RecDataset
-    from utils.utils import get_model, init_seed
-
-    config = Config("crane", dataset, {"seed": seed, "use_gpu": False}, False)
-    config["dropout"] = (
-        config["dropout"][0] if isinstance(config["dropout"], list) else config["dropout"]
+    config, train_data, model = build_mmrec_model(
+        mmrec_src, "crane", dataset, seed, batch_size, scalars=("dropout",)
     )
-    full = RecDataset(config)
-    str(full)  # as MMRec's quick_start does: __str__ sets the counts the loader reads
-    train_dataset, _, _ = full.split()
-    str(train_dataset)
-    train_data = TrainDataLoader(config, train_dataset, batch_size=batch_size, shuffle=True)
-    init_seed(seed)
-    train_data.pretrain_setup()
-    model = get_model("crane")(config, train_data)
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     model.eval()

@@ -53,24 +53,16 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     import torch
 
     out = os.path.abspath(out)
-    os.chdir(mmrec_src)
-    sys.path.insert(0, mmrec_src)
-    from utils.configurator import Config
-    from utils.dataloader import TrainDataLoader
-    from utils.dataset import RecDataset
-    from utils.utils import get_model, init_seed
+    from _mmrec import build_mmrec_model
 
-    config = Config("DualGNN", dataset, {"seed": seed, "use_gpu": False}, False)
-    for key in ("reg_weight", "learning_rate", "aggr_mode"):  # the yaml's one-point lists
-        config[key] = config[key][0] if isinstance(config[key], list) else config[key]
-    full = RecDataset(config)
-    str(full)  # as MMRec's quick_start does: __str__ sets the counts the loader reads
-    train_dataset, _, _ = full.split()
-    str(train_dataset)
-    train_data = TrainDataLoader(config, train_dataset, batch_size=batch_size, shuffle=True)
-    init_seed(seed)
-    train_data.pretrain_setup()
-    model = get_model("DualGNN")(config, train_data)
+    _, train_data, model = build_mmrec_model(
+        mmrec_src,
+        "DualGNN",
+        dataset,
+        seed,
+        batch_size,
+        scalars=("reg_weight", "learning_rate", "aggr_mode"),  # the yaml's one-point lists
+    )
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.pre_epoch_processing()
     batch = [t.clone() for t in next(iter(train_data))[:3]]

@@ -1,0 +1,33 @@
+"""MMRec's model, built as its ``quick_start`` builds it, for the side-by-side checks that run
+with MMRec's own Python (``crane_official_vs_authors.py``, ``dualgnn_vs_mmrec.py``). MMRec is
+imported from its checkout at run time; nothing of it is copied here."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def build_mmrec_model(mmrec_src: str, name: str, dataset: str, seed: int, batch_size: int,
+                      scalars: tuple[str, ...] = ()):  # fmt: skip
+    """``(config, train_data, model)`` for MMRec model ``name`` on ``dataset``, seeded as MMRec
+    seeds it. Works from ``mmrec_src`` (MMRec reads ``./configs``): the caller's relative paths
+    change meaning. ``scalars``: yaml keys given as one-point lists, replaced by that point."""
+    os.chdir(mmrec_src)
+    sys.path.insert(0, mmrec_src)
+    from utils.configurator import Config
+    from utils.dataloader import TrainDataLoader
+    from utils.dataset import RecDataset
+    from utils.utils import get_model, init_seed
+
+    config = Config(name, dataset, {"seed": seed, "use_gpu": False}, False)
+    for key in scalars:
+        config[key] = config[key][0] if isinstance(config[key], list) else config[key]
+    full = RecDataset(config)
+    str(full)  # as MMRec's quick_start does: __str__ sets the counts the loader reads
+    train_dataset, _, _ = full.split()
+    str(train_dataset)
+    train_data = TrainDataLoader(config, train_dataset, batch_size=batch_size, shuffle=True)
+    init_seed(seed)
+    train_data.pretrain_setup()
+    return config, train_data, get_model(name)(config, train_data)
