@@ -169,3 +169,41 @@ def test_adopted_run_directories_are_not_trained_again(tmp_path):
     assert [json.loads(x)["epoch"] for x in metrics] == [1, 2]  # resumed after epoch 1
     again = adopt(spec, store, [outside / "seed-1"])
     assert "already done" in again[0]
+
+
+def test_status_is_read_only_so_a_running_spec_keeps_its_runs(tmp_path):
+    # a second file under the same name: --status shows its runs without replacing the run list
+    # that workers of the first file claim from (before, it did, and they trained its runs)
+    store = Store(tmp_path)
+    first = parse_spec(tiny_spec(), source="a.yaml")
+    register(first, store)
+    listed = [r.run_id for r in store.runs("tiny")]
+    second = parse_spec(tiny_spec(models=["bpr"], seeds=[3], reference={}), source="b.yaml")
+    text = status_text(second, store)
+    assert "tiny: 1 runs" in text and "bpr / default on synthetic, seed 3" in text
+    assert "lightgcn" not in text
+    assert [r.run_id for r in store.runs("tiny")] == listed and len(listed) == 4
+    assert "b.yaml" not in {s["source"] for s in store.specs()}
+
+
+def test_status_reports_runs_done_by_another_spec_and_registers_nothing_new(tmp_path):
+    store = Store(tmp_path)
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1], reference={}))
+    assert run_experiment(spec, store, progress=False)["done"] == 1
+    other = parse_spec(tiny_spec(name="other", models=["bpr"], seeds=[1, 2], reference={}))
+    text = status_text(other, store)
+    assert "1/2 done" in text and "seed 2" in text and "seed 1" not in text
+    assert store.runs("other") == [] and len(store.lookup([r.run_id for r in store.runs("tiny")])) == 1
+
+
+def test_registering_a_name_from_another_file_warns_naming_both(tmp_path, caplog):
+    store = Store(tmp_path)
+    register(parse_spec(tiny_spec(), source="a.yaml"), store)
+    with caplog.at_level("WARNING"):
+        register(parse_spec(tiny_spec(), source="a.yaml"), store)  # the same file again: quiet
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        register(parse_spec(tiny_spec(seeds=[1]), source="b.yaml"), store)
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "a.yaml" in message and "b.yaml" in message and "name:" in message
+    assert len(store.runs("tiny")) == 2  # the last registration's run list is the one kept

@@ -71,10 +71,30 @@ def _fingerprint(store: Store, config, cache: DataCache) -> tuple[str, dict[str,
 
 def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
     """Resolve every run of ``spec``, compute its id and record the spec and its runs in the
-    store (new runs pending; known ones keep their status)."""
+    store (new runs pending; known ones keep their status). The spec's name is its identity:
+    its run list replaces the one registered under that name before, which workers already
+    running under the name then follow; a warning says so when another file registered it."""
+    previous = next((s for s in store.specs() if s["name"] == spec.name), None)
+    if previous is not None and previous["source"] != spec.source:
+        log.warning(
+            "%s: the spec name %r was registered from %s; this file's run list replaces that "
+            "one (workers running it now train these runs). Give this file its own `name:` "
+            "to keep both",
+            spec.source,
+            spec.name,
+            previous["source"],
+        )
+    rows = resolve(spec, store)
+    store.register_spec(spec.name, spec.source, spec.text, spec.smoke)
+    store.add_runs(spec.name, rows)
+    return rows
+
+
+def resolve(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
+    """Every run of ``spec`` with its id, as ``register`` records them, without changing what
+    the store lists under the spec's name (the data fingerprints are cached)."""
     from cranerec.train.config import with_absolute_data_path
 
-    store.register_spec(spec.name, spec.source, spec.text, spec.smoke)
     cache = DataCache()
     rows = []
     for run in runs_of(spec):
@@ -85,7 +105,6 @@ def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
             "setting": run.setting, "seed": run.seed, "fingerprint": fingerprint,
             "config": config.to_dict(), "position": run.position, "data": info,
         })  # fmt: skip
-    store.add_runs(spec.name, rows)
     return rows
 
 
@@ -380,11 +399,22 @@ def run_experiment(
 def status_text(
     spec: ExperimentSpec, store: Store, storage: str | None = None, width: int = 40
 ) -> str:
-    """Counts, a progress bar and one line per run that is not done (its error when failed)."""
+    """Counts, a progress bar and one line per run that is not done (its error when failed).
+    Read-only: the runs are this file's, looked up by id, and what the store lists under the
+    spec's name (which workers running it follow) is left as it is."""
     from tqdm import tqdm
 
-    register(spec, store)
-    counts = store.counts(spec.name)
+    resolved = resolve(spec, store)
+    known = store.lookup([r["run_id"] for r in resolved])
+    rows = []
+    for r in resolved:
+        row = known.get(r["run_id"]) or store.unregistered_row(r)
+        row.setting, row.spec, row.position = r["setting"], spec.name, r["position"]
+        row.model, row.dataset, row.seed = r["model"], r["dataset"], r["seed"]
+        rows.append(row)
+    counts = dict.fromkeys(("done", "running", "interrupted", "failed", "pending"), 0)
+    for row in {r.run_id: r for r in rows}.values():
+        counts[row.state] += 1
     total = sum(counts.values())
     done = counts["done"]
     lines = [f"{spec.name}: {total} runs ({spec.source})"] if total else [f"{spec.name}: no runs"]
@@ -399,7 +429,7 @@ def status_text(
             )
         )
         lines.append("  ".join(f"{k} {v}" for k, v in counts.items()))
-    for row in store.runs(spec.name):
+    for row in rows:
         state = row.state
         if state == "done":
             continue

@@ -314,6 +314,28 @@ class Store:
             raise KeyError(run_id)
         return self._row(t)
 
+    def lookup(self, run_ids: list[str]) -> dict[str, RunRow]:
+        """{run id: row} of the ids the index holds (others are left out)."""
+        wanted = sorted(set(run_ids))
+        out: dict[str, RunRow] = {}
+        with self._connect() as con:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for t in con.execute(
+                    f"SELECT {self._COLUMNS} FROM runs r WHERE run_id IN ({marks})", chunk
+                ):
+                    out[t[0]] = self._row(t)
+        return out
+
+    @staticmethod
+    def unregistered_row(run: dict[str, Any]) -> RunRow:
+        """The pending row a resolved run (``runner.resolve``) will get when registered."""
+        return RunRow(
+            run["run_id"], run["model"], run["dataset"], run["seed"], run["fingerprint"],
+            run["config"], "pending", None, 0, None, None, None, None, None,
+        )  # fmt: skip
+
     def runs(self, spec: str) -> list[RunRow]:
         """The runs of ``spec`` in its order, each with the labels the spec gives it."""
         with self._connect() as con:
