@@ -193,7 +193,9 @@ def test_status_reports_runs_done_by_another_spec_and_registers_nothing_new(tmp_
     other = parse_spec(tiny_spec(name="other", models=["bpr"], seeds=[1, 2], reference={}))
     text = status_text(other, store)
     assert "1/2 done" in text and "seed 2" in text and "seed 1" not in text
-    assert store.runs("other") == [] and len(store.lookup([r.run_id for r in store.runs("tiny")])) == 1
+    assert (
+        store.runs("other") == [] and len(store.lookup([r.run_id for r in store.runs("tiny")])) == 1
+    )
 
 
 def test_registering_a_name_from_another_file_warns_naming_both(tmp_path, caplog):
