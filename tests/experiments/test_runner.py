@@ -209,3 +209,14 @@ def test_registering_a_name_from_another_file_warns_naming_both(tmp_path, caplog
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "a.yaml" in message and "b.yaml" in message and "name:" in message
     assert len(store.runs("tiny")) == 2  # the last registration's run list is the one kept
+
+
+def test_status_labels_each_setting_of_a_shared_run_and_counts_it_once(tmp_path):
+    store = Store(tmp_path)
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1], reference={}, settings=[
+        {"name": "first"}, {"name": "second", "overrides": {"train": {"progress": True}}},
+    ]))  # fmt: skip
+    register(spec, store)  # progress is no part of a run's id: both settings are one run
+    text = status_text(spec, store)
+    assert "tiny: 1 runs" in text and "pending 1" in text
+    assert "bpr / first on" in text and "bpr / second on" in text

@@ -17,13 +17,13 @@ import multiprocessing as mp
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cranerec.config import ConfigError, to_dict
 from cranerec.experiments.spec import ExperimentSpec, run_id, runs_of
-from cranerec.experiments.store import Store
+from cranerec.experiments.store import Store, count_states
 from cranerec.experiments.workers import (
     DataCache,
     _data_key,
@@ -406,15 +406,19 @@ def status_text(
 
     resolved = resolve(spec, store)
     known = store.lookup([r["run_id"] for r in resolved])
-    rows = []
-    for r in resolved:
-        row = known.get(r["run_id"]) or store.unregistered_row(r)
-        row.setting, row.spec, row.position = r["setting"], spec.name, r["position"]
-        row.model, row.dataset, row.seed = r["model"], r["dataset"], r["seed"]
-        rows.append(row)
-    counts = dict.fromkeys(("done", "running", "interrupted", "failed", "pending"), 0)
-    for row in {r.run_id: r for r in rows}.values():
-        counts[row.state] += 1
+    rows = [  # one row per run of the spec, labelled as the spec labels it
+        replace(
+            known.get(r["run_id"]) or store.unregistered_row(r),
+            setting=r["setting"],
+            spec=spec.name,
+            position=r["position"],
+            model=r["model"],
+            dataset=r["dataset"],
+            seed=r["seed"],
+        )  # fmt: skip
+        for r in resolved
+    ]
+    counts = count_states(rows)
     total = sum(counts.values())
     done = counts["done"]
     lines = [f"{spec.name}: {total} runs ({spec.source})"] if total else [f"{spec.name}: no runs"]

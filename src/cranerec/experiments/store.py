@@ -134,6 +134,15 @@ class RunRow:
         return self.status
 
 
+def count_states(rows: list[RunRow]) -> dict[str, int]:
+    """Distinct runs per state: done, running, interrupted, failed, pending (two settings that
+    resolve to the same run count once)."""
+    out = dict.fromkeys(("done", "running", "interrupted", "failed", "pending"), 0)
+    for row in {r.run_id: r for r in rows}.values():
+        out[row.state] += 1
+    return out
+
+
 class Store:
     """Run directories and the SQLite index under ``root`` (created on first use)."""
 
@@ -347,12 +356,8 @@ class Store:
         return [self._row(t[:14], t[14:]) for t in rows]
 
     def counts(self, spec: str) -> dict[str, int]:
-        """Distinct runs of ``spec`` per state: done, running, interrupted, failed, pending (two
-        settings that resolve to the same run count once)."""
-        out = dict.fromkeys(("done", "running", "interrupted", "failed", "pending"), 0)
-        for row in {r.run_id: r for r in self.runs(spec)}.values():
-            out[row.state] += 1
-        return out
+        """Distinct runs of ``spec`` per state (``count_states``)."""
+        return count_states(self.runs(spec))
 
     # ------------------------------------------------------------------ data fingerprints
 
