@@ -14,12 +14,11 @@ position for a test over seeds.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
 from cranerec.experiments.stats import mean_per_user, mean_std, paired_ttest
+from cranerec.train.rundir import RunDir
 
 
 def _p(value: float | None) -> str:
@@ -60,7 +59,7 @@ def main() -> None:
 
 
 def _value(run_dir: str, metric: str, split: str) -> float:
-    return float(json.loads((Path(run_dir) / "results.json").read_text())[split][metric])
+    return float(RunDir(run_dir).read_results()[split][metric])
 
 
 def _list(values: list[float]) -> str:
@@ -68,4 +67,9 @@ def _list(values: list[float]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, KeyError, ValueError) as exc:  # not a finished run directory
+        raise SystemExit(
+            f"paired_runs: {exc}; give directories of finished runs (results.json, per_user.npz)"
+        ) from None
