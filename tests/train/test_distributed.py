@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from cranerec.data import make_synthetic
 from cranerec.train import build_config, train_run
-from cranerec.train.distributed import current_ranks
+from cranerec.train.distributed import close, current_ranks
 from cranerec.train.run import extend_run
 
 # 290 batches of interactions a 6-epoch run; batch 250 leaves an uneven last batch to split
@@ -43,7 +43,7 @@ def _worker(rank, world, init, run_dir, model, epochs, extra):
         train_run(_config(model, epochs, extra), run_dir, _data(), ranks=current_ranks())
         Path(f"{run_dir}.rows-{rank}.json").write_text(json.dumps(rows))
     finally:
-        dist.destroy_process_group()
+        close()  # the product's exit path
 
 
 def _count_attention_rows() -> dict[str, int]:

@@ -18,6 +18,7 @@ process without ``--distributed``.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,11 @@ def init_from_env(device: str) -> tuple[Ranks, str]:
 
 
 def close() -> None:
+    """Destroy the process groups, after collecting what still holds them (a DDP reducer, a
+    model's RCA group in a reference cycle), so that no gloo object outlives its group into
+    interpreter exit."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
