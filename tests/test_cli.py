@@ -217,6 +217,28 @@ def test_progress_within_min_epochs_says_when_a_best_starts_to_count(tmp_path, c
     assert "(best 0." in lines[2] and "at epoch 3)" in lines[2]
 
 
+def test_min_epochs_not_below_epochs_warns_that_the_last_epoch_is_kept(tmp_path, caplog):
+    args = ["train", "--model", "bpr", "--set", "train.epochs=2", "data.synthetic_users=200"]
+    assert main([*args, "train.min_epochs=2", "--out", str(tmp_path / "a")]) == 0
+    assert "train.min_epochs=2 is not below train.epochs=2" in caplog.text
+    assert "last epoch" in caplog.text
+    caplog.clear()
+    assert main([*args, "train.min_epochs=1", "--out", str(tmp_path / "b")]) == 0
+    assert "is not below" not in caplog.text
+
+
+def test_train_says_which_item_features_it_found_and_whether_the_model_uses_them(tmp_path, capsys):
+    """Feature files beside the data are picked up without being asked for: the first line
+    names them, so a user sees what a run trained on."""
+    base = ["train", "--set", "train.epochs=1", "data.synthetic_users=200"]
+    assert main([*base, "--model", "vbpr", "--out", str(tmp_path / "v")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("data: "))
+    assert "synthetic, 200 users" in line and "image [" in line and "text [" in line
+    assert line.endswith("(used by vbpr)")
+    assert main([*base, "--model", "bpr", "--out", str(tmp_path / "b")]) == 0
+    assert "(not used by bpr)" in capsys.readouterr().out
+
+
 def test_epochs_flag_caps_the_run(tmp_path, capsys):
     out = tmp_path / "r"
     args = ["train", "--model", "bpr", "--out", str(out), "--epochs", "2"]

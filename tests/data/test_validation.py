@@ -262,6 +262,19 @@ def test_cold_users_and_items_warn_with_counts(tmp_path):
     assert ds.summary()["splits"]["test"]["cold_users"] == 1
 
 
+def test_a_valid_split_covering_few_users_warns_with_counts(tmp_path):
+    """A re-split that leaves most users without a validation item still loads, and says that
+    early stopping rests on the few it has (1 of 40 users here)."""
+    train = [(u, i) for u in range(40) for i in (u % 7, (u + 1) % 7, (u + 2) % 7)]
+    splits = {"train": train, "valid": [(0, 5)], "test": [(u, (u + 3) % 7) for u in range(40)]}
+    write_inter(tmp_path / "d", toy_rows(splits))
+    with pytest.warns(DataWarning, match=r"the valid split covers only 1 of the 40 users"):
+        load(tmp_path / "d")
+    splits["valid"] = [(u, (u + 4) % 7) for u in range(2)]  # 2 of 40: 5%, no warning
+    write_inter(tmp_path / "e", toy_rows(splits))
+    load(tmp_path / "e")
+
+
 def test_warm_dataset_does_not_warn(mmrec_dir, matrices_dir):
     # pytestmark turns any DataWarning into an error.
     load(mmrec_dir)

@@ -227,3 +227,20 @@ def test_features_already_in_out_are_kept_unless_overwrite_is_given(tmp_path, it
     assert main([*argv, "--on-missing", "zero", "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert not np.array_equal(np.load(out / "text_feat.npy"), first)
     assert json.loads((out / "text_feat.json").read_text())["input"]["columns"] == ["brand"]
+
+
+def test_no_progress_bar_off_a_terminal_and_threads_caps_torch(tmp_path, items, capsys):
+    """In a log file (no terminal) the command writes no bar; --threads N sets torch's threads
+    for the build, and a bad N is one line."""
+    import torch
+
+    before = torch.get_num_threads()
+    argv = ["features", "text", str(items), "--id-col", "id", "--text-cols", "title"]
+    try:
+        assert main([*argv, "--out", str(tmp_path / "a"), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "Batches" not in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "b"), "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in error_of(capsys)

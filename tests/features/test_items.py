@@ -159,3 +159,58 @@ def test_a_modality_name_that_is_not_a_file_name_part_is_refused(tmp_path):
     with pytest.raises(DataError, match="--modality"):
         write_features(tmp_path, "../text", np.ones((1, 2)), np.array(["1"]), {})
     assert not any(tmp_path.iterdir())
+
+
+def write_tsv(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_tsv_keeps_quotes_in_titles_and_a_stray_quote_swallows_no_row(tmp_path):
+    """Inch marks and quoted brand names are common in product titles: read as TSV defines
+    it, each line is one row and the quotes stay in the text."""
+    path = write_tsv(
+        tmp_path / "items.tsv",
+        ["sku\ttitle", '1\t"12 inch bat', "2\tglove", '3\t"Pro" glove', '4\tsize 10" shoe'],
+    )
+    table = read_item_table(path, "sku", ["title"])
+    assert table.ids.tolist() == ["1", "2", "3", "4"]
+    assert table.columns["title"].tolist() == [
+        '"12 inch bat',
+        "glove",
+        '"Pro" glove',
+        'size 10" shoe',
+    ]
+
+
+def test_a_tsv_written_with_csv_quoting_is_read_with_it(tmp_path):
+    """A TSV from a CSV writer (pandas ``to_csv(sep="\\t")``) quotes the cells that hold quotes,
+    tabs or line breaks: those cells read back as written."""
+    titles = ['12" bat', "tab\there", "two\nlines", "plain"]
+    path = tmp_path / "items.tsv"
+    pd.DataFrame({"sku": ["1", "2", "3", "4"], "title": titles}).to_csv(path, sep="\t", index=False)
+    table = read_item_table(path, "sku", ["title"])
+    assert table.ids.tolist() == ["1", "2", "3", "4"]
+    assert table.columns["title"].tolist() == titles
+
+
+def test_no_id_matching_any_item_names_the_id_column_and_both_sides_ids(tmp_path):
+    """The wrong --id-col (the ASIN where the data's ids are item indices) is named as such,
+    not reported as every item missing."""
+    table = read_item_table(
+        write_csv(tmp_path / "items.csv", [("B0001", "a"), ("B0002", "b")]), "sku", ["title"]
+    )
+    with pytest.raises(DataError, match=r"none of the 2 item\(s\).*'B0001'.*'0'.*--id-col"):
+        align_items(table, np.array(["0", "1"]))
+    with pytest.raises(DataError, match="none of"):  # even when missing rows are allowed
+        align_items(table, np.array(["0", "1"]), allow_missing=True)
+
+
+def test_missing_rows_are_allowed_as_row_minus_one_when_asked(tmp_path):
+    table = read_item_table(
+        write_csv(tmp_path / "items.csv", [("1", "a"), ("2", "b"), ("3", "c")]), "sku", ["title"]
+    )
+    with pytest.raises(DataError, match="--on-missing zero"):
+        align_items(table, np.array(["2", "9"]))
+    align = align_items(table, np.array(["2", "9"]), allow_missing=True)
+    assert align.rows.tolist() == [1, -1] and align.extra == 2

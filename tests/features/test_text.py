@@ -151,6 +151,17 @@ def test_on_missing_zero_gives_an_item_without_text_a_zero_row(tmp_path, minilm)
     assert side["missing_items"] == ["s2"]
 
 
+def test_on_missing_zero_also_gives_an_item_without_a_row_a_zero_row(tmp_path, minilm):
+    items = write_items(tmp_path / "items.csv", order=["s0", "s1", "s3", "s4", "s5"])
+    report = build(tmp_path, items=items, on_missing="zero")
+    feat = np.load(tmp_path / "out" / "text_feat.npy")
+    i = ORDER.index("s2")
+    assert report.missing == ["s2"] and not feat[i].any()
+    others = [sku for sku in ORDER if sku != "s2"]
+    expected = minilm.encode([". ".join(t for t in ITEMS[s] if t) for s in others], batch_size=32)
+    assert np.array_equal(np.delete(feat, i, axis=0), expected)
+
+
 def test_a_column_empty_in_every_row_is_an_error(tmp_path):
     items = tmp_path / "items.csv"
     items.write_text("sku,title,desc\na,x,\nb,y,\n", encoding="utf-8")

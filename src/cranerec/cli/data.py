@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cranerec.cli.output import SYNTHETIC_BANNER, _out
 
@@ -73,9 +74,40 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: the torch threads a feature build may use (default: torch's own)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar on a terminal, none in a log file or with --quiet."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """The options ``features`` and ``data build`` share."""
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument(
+        "--threads", type=int,
+        help="torch threads (default: every core); lower it on a busy machine",
+    )  # fmt: skip
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (there is none off a terminal)"
+    )
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from cranerec.data.build import LogConfig
     from cranerec.features import ContentConfig, build_folder
+
+    set_threads(args.threads)
 
     cols = tuple(c.strip() for c in (args.text_cols or "").split(",") if c.strip())
     log_config = LogConfig(
@@ -91,7 +123,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
         device=args.device,
     )  # fmt: skip
     result = build_folder(
-        args.interactions, args.out, log_config, content, name=args.name, progress=not args.quiet
+        args.interactions,
+        args.out,
+        log_config,
+        content,
+        name=args.name,
+        progress=show_progress(args),
     )
     for line in result.lines:
         _out(line)
@@ -157,8 +194,10 @@ def _add_build_parser(dsub) -> None:
     b.add_argument("--image-col", help="image path column to embed")
     b.add_argument("--image-root", help="folder image paths are relative to (default: the table's)")
     b.add_argument("--image-model", help="local transformers vision model directory")
-    b.add_argument("--on-missing", default="error", choices=["error", "zero"])
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument(
+        "--on-missing", default="error", choices=["error", "zero"],
+        help="an item without content (or without a row in the item table): stop with its id "
+        "(default) or give it a row of zeros",
+    )  # fmt: skip
+    add_common(b)
     b.set_defaults(func=_cmd_build)

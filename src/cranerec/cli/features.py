@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cranerec.cli.data import _load_for_data_command
+from cranerec.cli.data import _load_for_data_command, add_common, set_threads, show_progress
 from cranerec.cli.output import _out
 
 
@@ -30,10 +30,11 @@ def _feature_item_ids(args: argparse.Namespace):
 def _cmd_features(args: argparse.Namespace) -> int:
     from cranerec.features import build_image_features, build_text_features
 
+    set_threads(args.threads)
     modality = args.modality or args.features_command
     common = dict(
         item_ids=_feature_item_ids(args), batch_size=args.batch_size, device=args.device,
-        normalize=args.normalize, on_missing=args.on_missing, progress=not args.quiet,
+        normalize=args.normalize, on_missing=args.on_missing, progress=show_progress(args),
         modality=modality, overwrite=args.overwrite,
     )  # fmt: skip
     if args.features_command == "text":
@@ -85,16 +86,15 @@ def add_parsers(sub) -> None:
         p.add_argument("--data", help="align to this dataset's items (any format cranerec reads)")
         p.add_argument("--item-ids", help="align to these raw item ids (one per line)")
         p.add_argument("--modality", help=f"name of the modality (default {kind})")
-        p.add_argument("--batch-size", type=int, default=32)
-        p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+        add_common(p)
         p.add_argument("--normalize", default="none", choices=["none", "l2"])
         p.add_argument(
             "--on-missing",
             default="error",
             choices=["error", "zero"],
-            help=f"an item without {kind}: stop with its id (default) or give it a row of zeros",
+            help=f"an item without {kind} (or without a row in the table): stop with its id "
+            "(default) or give it a row of zeros",
         )
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument(
             "--overwrite", action="store_true",
             help=f"replace a {kind} feature file already in --out (refused otherwise)",

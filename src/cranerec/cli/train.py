@@ -87,7 +87,10 @@ def _train(args: argparse.Namespace, ranks) -> int:
     dataset = load_dataset(config.data)
     if dataset.synthetic and (ranks is None or ranks.main):
         _out(SYNTHETIC_BANNER)
-    note = get_model_class(config.model_name).defaults_note
+    model_class = get_model_class(config.model_name)
+    if ranks is None or ranks.main:
+        _out(_data_line(dataset, config.model_name, model_class.min_modalities > 0))
+    note = model_class.defaults_note
     if note and not (args.preset or args.config or dataset.synthetic):
         sys.stderr.write(f"note: {note}\n")
     if args.seeds:
@@ -104,6 +107,18 @@ def _train(args: argparse.Namespace, ranks) -> int:
         return 0
     show(train_run(config, out, dataset, ranks=ranks), out)
     return 0
+
+
+def _data_line(dataset, model: str, uses_features: bool) -> str:
+    """What a run trains on, the modalities included: a feature file found beside the data is
+    used without being asked for, so the user sees which."""
+    feats = ", ".join(f"{m} [{f.shape[0]:,} x {f.shape[1]}]" for m, f in dataset.features.items())
+    use = "" if not feats else " (used by" if uses_features else " (not used by"
+    return (
+        f"data: {dataset.name}, {dataset.n_users:,} users, {dataset.n_items:,} items, "
+        f"{dataset.train.nnz:,} training interactions; item features: {feats or 'none'}"
+        f"{use and f'{use} {model})'}"
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

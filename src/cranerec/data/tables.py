@@ -1,7 +1,16 @@
-"""Reading tables (CSV, TSV or Parquet) as strings, with errors that name the file."""
+"""Reading tables (CSV, TSV or Parquet) as strings, with errors that name the file.
+
+Quotes: a CSV follows RFC 4180 (a cell may be quoted, ``""`` inside is one quote). A TSV is read
+as the tab-separated format defines it, one line a row and quotes as text, whenever every line
+has the header's number of tabs: product titles such as ``12" bat`` or ``"Pro" glove`` then keep
+their quotes, and a stray quote cannot swallow the rows after it. Only a TSV whose lines do not
+all split that way, or whose cells come wrapped in quotes as a CSV writer leaves them, is read
+with CSV quoting (a quoted cell may then hold tabs and line breaks).
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 
@@ -37,9 +46,11 @@ def read_table(
             df = pd.read_parquet(path).astype(str)
         else:
             sep = "," if path.suffix == ".csv" else "\t"
+            quoting = csv.QUOTE_MINIMAL if sep == "," else tsv_quoting(path)
             df = pd.read_csv(
-                path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding="utf-8-sig"
-            )
+                path, sep=sep, dtype=str, keep_default_na=False, quoting=quoting,
+                encoding="utf-8-sig",
+            )  # fmt: skip
     except ImportError as e:
         raise DataError(
             f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"
@@ -65,6 +76,25 @@ def read_table(
     if df.empty:
         raise DataError(f"{path}: the {what} has no rows")
     return df
+
+
+def tsv_quoting(path: Path) -> int:
+    """``csv.QUOTE_NONE`` when every line of the TSV ``path`` has the header's number of tabs
+    and no cell is wrapped in quotes (``"..."``, as a CSV writer quotes); else
+    ``csv.QUOTE_MINIMAL``. Lines that are not UTF-8 are left to the reader's own error."""
+    tabs = None
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # one line at a time
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if tabs is None:
+                tabs = line.count("\t")
+            elif line.count("\t") != tabs:
+                return csv.QUOTE_MINIMAL
+            if '"' in line and any(len(c) >= 2 and c[0] == c[-1] == '"' for c in line.split("\t")):
+                return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE
 
 
 def first_non_utf8_line(path: str | Path) -> int:

@@ -59,8 +59,9 @@ def check_no_duplicates(keys: np.ndarray, row_name: Callable[[int], str], src: s
 
 def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix, src: str) -> None:
     """Training is not empty; warn about an empty valid or test split (a ``full`` build: models
-    train for ``train.epochs`` and report no metrics of it) and (with counts) about valid/test
-    users and items unseen in training."""
+    train for ``train.epochs`` and report no metrics of it), (with counts) about valid/test users
+    and items unseen in training, and about a valid split covering under 5% of the training
+    users."""
     if train.nnz == 0:
         raise DataError(f"{src}: the train split is empty")
     for name, m in (("valid", valid), ("test", test)):
@@ -84,6 +85,15 @@ def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix
                 "interactions are not evaluated, cold items stay candidates"
             )
             warnings.warn(msg, DataWarning, stacklevel=3)
+    judged = int(((np.diff(valid.indptr) > 0) & train_users).sum())
+    if valid.nnz and judged < 0.05 * train_users.sum():
+        warnings.warn(
+            f"{src}: the valid split covers only {judged:,} of the {int(train_users.sum()):,} "
+            f"users with training interactions ({judged / train_users.sum():.1%}): early stopping "
+            "and the best epoch rest on them alone; check the split (a per-user split, as "
+            "`cranerec data build` writes, validates every user with enough interactions)",
+            DataWarning, stacklevel=3,
+        )  # fmt: skip
 
 
 def check_ids(ids: np.ndarray, kind: str, src: str, row_offset: int, n: int | None = None) -> int:

@@ -75,18 +75,30 @@ class Alignment:
     extra: int
 
 
-def align_items(table: ItemTable, item_ids: np.ndarray) -> Alignment:
+def align_items(table: ItemTable, item_ids: np.ndarray, allow_missing: bool = False) -> Alignment:
     """Match the dataset's items (raw ids, in index order) to the table's rows by id.
 
-    Items missing from the table are an error naming them; extra table rows are counted.
+    Items missing from the table are an error naming them, or with ``allow_missing`` row -1
+    (the caller treats them as items without content); no item matching any row is always an
+    error, naming both sides' ids (most often the wrong ``--id-col``). Extra table rows are
+    counted.
     """
     row_of = {raw: r for r, raw in enumerate(table.ids.tolist())}
     wanted = [str(i).strip() for i in np.asarray(item_ids).tolist()]
     rows = np.array([row_of.get(raw, -1) for raw in wanted], dtype=np.int64)
     missing = [raw for raw, r in zip(wanted, rows.tolist(), strict=True) if r < 0]
-    if missing:
+    if missing and len(missing) == len(wanted):
+        raise DataError(
+            f"{table.path}: none of the {len(wanted):,} item(s) of the dataset has a row in the "
+            f"item table: column {table.id_col!r} holds ids like {table.ids[:3].tolist()}, the "
+            f"dataset's are like {wanted[:3]}; give the column of the dataset's raw item ids "
+            "with --id-col"
+        )
+    if missing and not allow_missing:
         raise DataError(
             f"{table.path}: {len(missing)} item(s) of the dataset have no row in the item table "
-            f"(column {table.id_col!r}), first: {missing[:5]}; add them to the table"
+            f"(column {table.id_col!r}), first: {missing[:5]}; add them to the table, or pass "
+            "--on-missing zero to give them a row of zeros"
         )
-    return Alignment(rows=rows, extra=len(table) - len(set(rows.tolist())))
+    found = rows[rows >= 0]
+    return Alignment(rows=rows, extra=len(table) - len(set(found.tolist())))

@@ -38,11 +38,12 @@ class FeatureReport:
         return out
 
 
-def _targets(table, item_ids) -> tuple[np.ndarray, np.ndarray, int]:
-    """(item ids, table row of each, extra rows): the given items, or every row of the table in
-    id order (numeric when every id is an integer)."""
+def _targets(table, item_ids, on_missing: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(item ids, table row of each (-1: no row, allowed by ``on_missing="zero"``), extra rows):
+    the given items, or every row of the table in id order (numeric when every id is an
+    integer)."""
     ids = sorted_ids(table.ids) if item_ids is None else np.asarray(item_ids, dtype=object)
-    align = align_items(table, ids)
+    align = align_items(table, ids, allow_missing=on_missing == "zero")
     return ids, align.rows, align.extra
 
 
@@ -114,8 +115,11 @@ def build_text_features(
     for col in text_cols:
         if not any(table.columns[col]):
             raise DataError(f"{table.path}: column {col!r} is empty in every row")
-    ids, rows, extra = _targets(table, item_ids)
-    texts = [separator.join(v for v in (table.columns[c][r] for c in text_cols) if v) for r in rows]
+    ids, rows, extra = _targets(table, item_ids, on_missing)
+    texts = [
+        separator.join(v for v in (table.columns[c][r] for c in text_cols) if v) if r >= 0 else ""
+        for r in rows
+    ]
     empty = np.array([t == "" for t in texts], dtype=bool)
     missing = _missing(ids, empty, "no text in " + ", ".join(text_cols), table, on_missing)
     model_dir = Path(model) if model is not None else default_text_model(model_flag)
@@ -155,9 +159,9 @@ def build_image_features(
     check_settings(on_missing, batch_size, device)
     check_out(out, modality, overwrite)
     table = read_item_table(items, id_col, [image_col])
-    ids, rows, extra = _targets(table, item_ids)
+    ids, rows, extra = _targets(table, item_ids, on_missing)
     root = Path(image_root) if image_root is not None else table.path.parent
-    cells = [table.columns[image_col][r] for r in rows]
+    cells = [table.columns[image_col][r] if r >= 0 else "" for r in rows]
     paths = [(root / c) if c else None for c in cells]
     none_read = DataError(
         f"{table.path}: none of the {len(ids)} item(s) has a readable image (column "

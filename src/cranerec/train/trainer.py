@@ -209,6 +209,12 @@ class Trainer:
                 "%s: no user to validate on; training all %d epochs and keeping the last weights",
                 self.dataset.name, cfg.epochs,
             )  # fmt: skip
+        elif cfg.min_epochs >= cfg.epochs:
+            log.warning(
+                "train.min_epochs=%d is not below train.epochs=%d: no epoch can be chosen as the "
+                "best, so the run keeps its last epoch; raise train.epochs or lower "
+                "train.min_epochs", cfg.min_epochs, cfg.epochs,
+            )  # fmt: skip
         # A bar on a terminal; without one (a log file, a pipe), one line per epoch instead.
         on_terminal = sys.stderr.isatty()
         bar = tqdm(
