@@ -29,8 +29,8 @@ def test_items_missing_from_the_table_are_an_error_naming_them(tmp_path):
     table = read_item_table(
         write_csv(tmp_path / "items.csv", [("1", "a"), ("2", "b")]), "sku", ["title"]
     )
-    with pytest.raises(DataError, match=r"2 item\(s\).*\['9', '5'\]"):
-        align_items(table, np.array(["1", "9", "5"]))
+    with pytest.raises(DataError, match=r"2 item\(s\).*\['9', '5'\].*--on-missing zero"):
+        align_items(table, np.array(["1", "9", "2", "5"]))
 
 
 def test_extra_table_rows_are_counted(tmp_path):
@@ -189,21 +189,26 @@ def test_a_tsv_written_with_csv_quoting_is_read_with_it(tmp_path):
     titles = ['12" bat', "tab\there", "two\nlines", "plain"]
     path = tmp_path / "items.tsv"
     pd.DataFrame({"sku": ["1", "2", "3", "4"], "title": titles}).to_csv(path, sep="\t", index=False)
-    table = read_item_table(path, "sku", ["title"])
+    with pytest.warns(UserWarning, match="6 lines read as 5 rows"):  # the cell with a line break
+        table = read_item_table(path, "sku", ["title"])
     assert table.ids.tolist() == ["1", "2", "3", "4"]
     assert table.columns["title"].tolist() == titles
 
 
-def test_no_id_matching_any_item_names_the_id_column_and_both_sides_ids(tmp_path):
+def test_most_items_without_a_row_name_the_id_column_and_its_ids(tmp_path):
     """The wrong --id-col (the ASIN where the data's ids are item indices) is named as such,
-    not reported as every item missing."""
+    not reported as items to add, nor zero-filled by --on-missing zero."""
     table = read_item_table(
         write_csv(tmp_path / "items.csv", [("B0001", "a"), ("B0002", "b")]), "sku", ["title"]
     )
-    with pytest.raises(DataError, match=r"none of the 2 item\(s\).*'B0001'.*'0'.*--id-col"):
+    with pytest.raises(
+        DataError, match=r"none of the 2 item\(s\).*\['0', '1'\].*'B0001'.*--id-col"
+    ):
         align_items(table, np.array(["0", "1"]))
     with pytest.raises(DataError, match="none of"):  # even when missing rows are allowed
         align_items(table, np.array(["0", "1"]), allow_missing=True)
+    with pytest.raises(DataError, match=r"2 of the 3 item\(s\) .* no row.*--id-col"):
+        align_items(table, np.array(["B0001", "0", "1"]), allow_missing=True)  # most missing
 
 
 def test_missing_rows_are_allowed_as_row_minus_one_when_asked(tmp_path):
@@ -214,3 +219,24 @@ def test_missing_rows_are_allowed_as_row_minus_one_when_asked(tmp_path):
         align_items(table, np.array(["2", "9"]))
     align = align_items(table, np.array(["2", "9"]), allow_missing=True)
     assert align.rows.tolist() == [1, -1] and align.extra == 2
+
+
+def test_a_tsv_from_a_csv_writer_with_plain_lines_is_unwrapped(tmp_path):
+    """Every line has the header's tabs, some cells wrapped whole in quotes: those are
+    unwrapped ("" is one quote) and a stray quote elsewhere still swallows nothing."""
+    path = write_tsv(
+        tmp_path / "items.tsv",
+        ['"sku"\ttitle', '1\t"a ""b"" c"', '2\t"12 inch bat', '3\t""', "4\tglove"],
+    )
+    table = read_item_table(path, "sku", ["title"])
+    assert table.ids.tolist() == ["1", "2", "3", "4"]
+    assert table.columns["title"].tolist() == ['a "b" c', '"12 inch bat', "", "glove"]
+
+
+def test_a_tsv_read_with_csv_quoting_warns_when_quoted_cells_span_lines(tmp_path):
+    from cranerec.data import DataWarning
+
+    path = write_tsv(tmp_path / "items.tsv", ["sku\ttitle", '1\t"two', 'lines"', "2\tglove"])
+    with pytest.warns(DataWarning, match="4 lines read as 3 rows"):
+        table = read_item_table(path, "sku", ["title"])
+    assert table.columns["title"].tolist() == ["two\nlines", "glove"]

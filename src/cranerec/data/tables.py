@@ -1,22 +1,25 @@
 """Reading tables (CSV, TSV or Parquet) as strings, with errors that name the file.
 
 Quotes: a CSV follows RFC 4180 (a cell may be quoted, ``""`` inside is one quote). A TSV is read
-as the tab-separated format defines it, one line a row and quotes as text, whenever every line
-has the header's number of tabs: product titles such as ``12" bat`` or ``"Pro" glove`` then keep
-their quotes, and a stray quote cannot swallow the rows after it. Only a TSV whose lines do not
-all split that way, or whose cells come wrapped in quotes as a CSV writer leaves them, is read
-with CSV quoting (a quoted cell may then hold tabs and line breaks).
+as the tab-separated format defines it, one line a row, whenever every line has the header's
+number of tabs: product titles such as ``12" bat`` or ``Pro" glove`` keep their quotes, and a
+stray quote cannot swallow the rows after it; a cell wrapped whole in quotes, as a CSV writer
+leaves it (``"a ""b"" c"``), is unwrapped. Only a TSV whose lines do not all split that way is
+read with CSV quoting (a quoted cell may then hold tabs and line breaks), with a warning naming
+how many lines became how many rows when quoted cells span lines.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from cranerec.data.errors import DataError
+from cranerec.data.validate import DataWarning
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet")
 
@@ -46,11 +49,21 @@ def read_table(
             df = pd.read_parquet(path).astype(str)
         else:
             sep = "," if path.suffix == ".csv" else "\t"
-            quoting = csv.QUOTE_MINIMAL if sep == "," else tsv_quoting(path)
+            plain, lines = tsv_lines(path) if sep == "\t" else (False, 0)
             df = pd.read_csv(
-                path, sep=sep, dtype=str, keep_default_na=False, quoting=quoting,
-                encoding="utf-8-sig",
+                path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL,
             )  # fmt: skip
+            if plain:
+                df = _unwrap_quoted(df)
+            elif sep == "\t" and len(df) + 1 < lines:
+                warnings.warn(
+                    f"{path}: {lines:,} lines read as {len(df) + 1:,} rows (with the header): "
+                    "quoted cells span lines, the table's lines do not all have the header's "
+                    "number of tabs; if the quotes are part of the text, give every line the "
+                    "same number of tabs (or save the table as .csv with quoted cells)",
+                    DataWarning, stacklevel=2,
+                )  # fmt: skip
     except ImportError as e:
         raise DataError(
             f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {e}"
@@ -78,23 +91,34 @@ def read_table(
     return df
 
 
-def tsv_quoting(path: Path) -> int:
-    """``csv.QUOTE_NONE`` when every line of the TSV ``path`` has the header's number of tabs
-    and no cell is wrapped in quotes (``"..."``, as a CSV writer quotes); else
-    ``csv.QUOTE_MINIMAL``. Lines that are not UTF-8 are left to the reader's own error."""
-    tabs = None
+def tsv_lines(path: Path) -> tuple[bool, int]:
+    """(whether every non-blank line of the TSV ``path`` has the header's number of tabs, the
+    number of non-blank lines). Lines that are not UTF-8 are left to the reader's own error."""
+    tabs, plain, lines = None, True, 0
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # one line at a time
         for line in f:
-            line = line.rstrip("\n")
             if not line.strip():
                 continue
-            if tabs is None:
-                tabs = line.count("\t")
-            elif line.count("\t") != tabs:
-                return csv.QUOTE_MINIMAL
-            if '"' in line and any(len(c) >= 2 and c[0] == c[-1] == '"' for c in line.split("\t")):
-                return csv.QUOTE_MINIMAL
-    return csv.QUOTE_NONE
+            lines += 1
+            n = line.count("\t")
+            tabs = n if tabs is None else tabs
+            plain = plain and n == tabs
+    return plain, lines
+
+
+def _unwrap_quoted(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells (and column names) wrapped whole in quotes, ``"a ""b"" c"``, as ``a "b" c``."""
+
+    def unwrap(cells: pd.Series) -> pd.Series:
+        wrapped = (cells.str.len() >= 2) & cells.str.startswith('"') & cells.str.endswith('"')
+        if wrapped.any():
+            cells = cells.copy()
+            cells[wrapped] = cells[wrapped].str[1:-1].str.replace('""', '"', regex=False)
+        return cells
+
+    df = df.apply(unwrap)
+    df.columns = unwrap(pd.Series(df.columns, dtype=str)).tolist()
+    return df
 
 
 def first_non_utf8_line(path: str | Path) -> int:

@@ -90,8 +90,8 @@ def check_splits(train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix
         warnings.warn(
             f"{src}: the valid split covers only {judged:,} of the {int(train_users.sum()):,} "
             f"users with training interactions ({judged / train_users.sum():.1%}): early stopping "
-            "and the best epoch rest on them alone; check the split (a per-user split, as "
-            "`cranerec data build` writes, validates every user with enough interactions)",
+            "and the best epoch rest on them alone; check the split (`cranerec data build` "
+            "validates every user with at least 3 interactions: raise --user-min to 3 or more)",
             DataWarning, stacklevel=3,
         )  # fmt: skip
 

@@ -79,20 +79,22 @@ def align_items(table: ItemTable, item_ids: np.ndarray, allow_missing: bool = Fa
     """Match the dataset's items (raw ids, in index order) to the table's rows by id.
 
     Items missing from the table are an error naming them, or with ``allow_missing`` row -1
-    (the caller treats them as items without content); no item matching any row is always an
-    error, naming both sides' ids (most often the wrong ``--id-col``). Extra table rows are
-    counted.
+    (the caller treats them as items without content); more than half of the items missing is
+    always an error, naming both sides' ids (most often the wrong ``--id-col``). Extra table
+    rows are counted.
     """
     row_of = {raw: r for r, raw in enumerate(table.ids.tolist())}
     wanted = [str(i).strip() for i in np.asarray(item_ids).tolist()]
     rows = np.array([row_of.get(raw, -1) for raw in wanted], dtype=np.int64)
     missing = [raw for raw, r in zip(wanted, rows.tolist(), strict=True) if r < 0]
-    if missing and len(missing) == len(wanted):
+    n, k = len(wanted), len(missing)
+    if k > n / 2:  # most often the wrong --id-col
+        found = (f"none of the {n:,} item(s) of the dataset has" if k == n
+                 else f"{k:,} of the {n:,} item(s) of the dataset have no")  # fmt: skip
         raise DataError(
-            f"{table.path}: none of the {len(wanted):,} item(s) of the dataset has a row in the "
-            f"item table: column {table.id_col!r} holds ids like {table.ids[:3].tolist()}, the "
-            f"dataset's are like {wanted[:3]}; give the column of the dataset's raw item ids "
-            "with --id-col"
+            f"{table.path}: {found} row in the item table (first: {missing[:5]}); column "
+            f"{table.id_col!r} holds ids like {table.ids[:3].tolist()}: is --id-col the column "
+            "of the dataset's raw item ids?"
         )
     if missing and not allow_missing:
         raise DataError(
