@@ -16,6 +16,7 @@ def test_experiment_status_then_run_then_report(tmp_path, capsys):
     assert main(["experiment", str(spec), "--store", str(store), "--status"]) == 0
     out = capsys.readouterr().out
     assert "tiny: 1 runs" in out and "0/1 done" in out and "pending" in out
+    assert not store.exists()  # --status writes nothing, not even an empty store
     assert main(["experiment", str(spec), "--store", str(store)]) == 0
     assert "done 1" in capsys.readouterr().out
     assert main(["experiment", str(spec), "--store", str(store), "--status"]) == 0

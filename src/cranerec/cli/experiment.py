@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from cranerec.cli.output import _out
@@ -11,10 +12,16 @@ from cranerec.cli.output import _out
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from cranerec.experiments.runner import run_experiment, status_text
     from cranerec.experiments.spec import load_spec
-    from cranerec.experiments.store import Store
+    from cranerec.experiments.store import INDEX, Store
 
     spec = load_spec(args.spec, smoke=args.smoke)
-    store = Store(args.store or ("runs/experiments-smoke" if args.smoke else "runs/experiments"))
+    root = Path(args.store or ("runs/experiments-smoke" if args.smoke else "runs/experiments"))
+    if args.status and not args.adopt and not (root / INDEX).exists():  # create nothing
+        with tempfile.TemporaryDirectory() as empty:
+            _out(f"no store at {root} yet: every run is pending")
+            _out(status_text(spec, Store(empty), args.storage))
+        return 0
+    store = Store(root)
     if args.adopt:
         from cranerec.experiments.runner import adopt
 
