@@ -31,3 +31,30 @@ def build_mmrec_model(mmrec_src: str, name: str, dataset: str, seed: int, batch_
     init_seed(seed)
     train_data.pretrain_setup()
     return config, train_data, get_model(name)(config, train_data)
+
+
+def relative_difference(a, b) -> float:
+    """``|a - b| / |b|`` (Frobenius norms; ``b`` the reference)."""
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def load_dump(dump_file: str, data_path: str):
+    """``(dump, dataset)`` for a ``compare`` step: the file a ``dump`` step saved (with MMRec's
+    ``n_users`` / ``n_items``) and our loader's dataset of the same shape; None after printing
+    ``skipped: ...`` where either is absent."""
+    from pathlib import Path
+
+    import torch
+
+    from cranerec.data.loaders import DataConfig, load_dataset
+
+    if not Path(dump_file).exists() or not Path(data_path).exists():
+        print(f"skipped: {dump_file} or {data_path} is absent (run the dump step first)")
+        return None
+    ref = torch.load(dump_file, weights_only=False)
+    data = load_dataset(DataConfig(path=data_path))
+    if (data.n_users, data.n_items) != (ref["n_users"], ref["n_items"]):
+        raise SystemExit(
+            f"{data_path}: {data.n_users} x {data.n_items}, the dump has another shape"
+        )
+    return ref, data

@@ -90,28 +90,19 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
 # ----------------------------------------------------------------- step 2: ours against it
 
 
-def _rel(a, b) -> float:
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
 def compare(dump_file: str, data_path: str) -> None:
     import numpy as np
     import torch
+    from _mmrec import load_dump, relative_difference
 
     from cranerec.config import from_dict
-    from cranerec.data.loaders import DataConfig, load_dataset
     from cranerec.models.base import Batch
     from cranerec.models.dualgnn import DUALGNN_POINT, DualGNN, DualGNNConfig
 
-    if not Path(dump_file).exists() or not Path(data_path).exists():
-        print(f"skipped: {dump_file} or {data_path} is absent (run the dump step first)")
+    loaded = load_dump(dump_file, data_path)
+    if loaded is None:
         return
-    ref = torch.load(dump_file, weights_only=False)
-    data = load_dataset(DataConfig(path=data_path))
-    if (data.n_users, data.n_items) != (ref["n_users"], ref["n_items"]):
-        raise SystemExit(
-            f"{data_path}: {data.n_users} x {data.n_items}, the dump has another shape"
-        )
+    ref, data = loaded
     model = DualGNN(data, from_dict(DualGNNConfig, dict(DUALGNN_POINT)))
     init = ref["init"]
     slots = {m: p for m, p in zip(model.modalities, ("v_gcn", "t_gcn"), strict=False)}
@@ -148,11 +139,13 @@ def compare(dump_file: str, data_path: str) -> None:
         pairs = {"P": (gcn.preference, f"{p}.preference"), "W1": (gcn.mlp[0].weight, f"{p}.MLP.weight"),
                  "b1": (gcn.mlp[0].bias, f"{p}.MLP.bias"), "W2": (gcn.mlp[2].weight, f"{p}.MLP_1.weight"),
                  "b2": (gcn.mlp[2].bias, f"{p}.MLP_1.bias")}  # fmt: skip
-        cells = ", ".join(f"{n} {_rel(t.grad, grads[k]):.1e}" for n, (t, k) in pairs.items())
+        cells = ", ".join(
+            f"{n} {relative_difference(t.grad, grads[k]):.1e}" for n, (t, k) in pairs.items()
+        )
         print(f"gradients, relative |ours - MMRec| / |MMRec|, {m} ({p}): {cells}")
     if model.weight_u is not None:
         print(
-            f"gradients, weight_u: {_rel(model.weight_u.grad, grads['weight_u'].squeeze(-1)):.1e}"
+            f"gradients, weight_u: {relative_difference(model.weight_u.grad, grads['weight_u'].squeeze(-1)):.1e}"
         )
 
     fresh = DualGNN(data, from_dict(DualGNNConfig, dict(DUALGNN_POINT))).user_graph

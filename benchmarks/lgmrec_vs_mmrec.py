@@ -91,27 +91,18 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
 # ----------------------------------------------------------------- step 2: ours against it
 
 
-def _rel(a, b) -> float:
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
 def compare(dump_file: str, data_path: str) -> None:
     import torch
+    from _mmrec import load_dump, relative_difference
 
-    from cranerec.data.loaders import DataConfig, load_dataset
     from cranerec.models.base import Batch
     from cranerec.train import build_config
 
-    if not Path(dump_file).exists() or not Path(data_path).exists():
-        print(f"skipped: {dump_file} or {data_path} is absent (run the dump step first)")
+    loaded = load_dump(dump_file, data_path)
+    if loaded is None:
         return
+    ref, data = loaded
     _noise_free()
-    ref = torch.load(dump_file, weights_only=False)
-    data = load_dataset(DataConfig(path=data_path))
-    if (data.n_users, data.n_items) != (ref["n_users"], ref["n_items"]):
-        raise SystemExit(
-            f"{data_path}: {data.n_users} x {data.n_items}, the dump has another shape"
-        )
     from cranerec.models.lgmrec import LGMRec
 
     config = build_config(model="lgmrec", preset="reference", overrides=["model.keep_rate=1.0"])
@@ -133,7 +124,7 @@ def compare(dump_file: str, data_path: str) -> None:
     print(f"loss: ours {loss.item():.6f} (bpr {parts['bpr']:.6f}, contrast {parts['hcl']:.6f}, "
           f"reg {parts['reg']:.3g}), MMRec {ref['loss']:.6f}: difference {loss.item() - ref['loss']:.2e}")  # fmt: skip
     cells = ", ".join(
-        f"{ours} {_rel(params[ours].grad, ref['grads'][theirs]):.1e}"
+        f"{ours} {relative_difference(params[ours].grad, ref['grads'][theirs]):.1e}"
         for theirs, ours in names.items()
     )
     print(f"gradients, relative |ours - MMRec| / |MMRec|: {cells}")
