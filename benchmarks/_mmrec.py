@@ -58,3 +58,13 @@ def load_dump(dump_file: str, data_path: str):
             f"{data_path}: {data.n_users} x {data.n_items}, the dump has another shape"
         )
     return ref, data
+
+
+def first_batch_gradients(model, train_data):
+    """``(batch, loss, grads)``: MMRec's first training batch (users, positives, negatives),
+    ``calculate_loss`` on a copy (some forwards shift item ids in place), and every gradient."""
+    batch = [t.clone() for t in next(iter(train_data))[:3]]
+    loss = model.calculate_loss([t.clone() for t in batch])
+    loss.backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    return batch, loss, grads

@@ -53,7 +53,7 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     import torch
 
     out = os.path.abspath(out)
-    from _mmrec import build_mmrec_model
+    from _mmrec import build_mmrec_model, first_batch_gradients
 
     _, train_data, model = build_mmrec_model(
         mmrec_src,
@@ -65,10 +65,7 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     )
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.pre_epoch_processing()
-    batch = [t.clone() for t in next(iter(train_data))[:3]]
-    loss = model.calculate_loss([t.clone() for t in batch])  # its forward shifts item ids in place
-    loss.backward()
-    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    batch, loss, grads = first_batch_gradients(model, train_data)
     stored = {u: (list(map(int, v[0])), [float(c) for c in v[1]])
               for u, v in model.user_graph_dict.items()}  # fmt: skip
     torch.save(

@@ -63,7 +63,7 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     import torch
 
     out = os.path.abspath(out)
-    from _mmrec import build_mmrec_model
+    from _mmrec import build_mmrec_model, first_batch_gradients
 
     _noise_free()
     _, train_data, model = build_mmrec_model(
@@ -72,11 +72,8 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     model.drop.p = 0.0  # keep_rate 1
     model.train()
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    batch = [t.clone() for t in next(iter(train_data))[:3]]
     users, items, _ = model.forward()
-    loss = model.calculate_loss([t.clone() for t in batch])
-    loss.backward()
-    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    batch, loss, grads = first_batch_gradients(model, train_data)
     torch.save(
         {
             "n_users": model.n_users, "n_items": model.n_items, "seed": seed, "init": init,
