@@ -237,6 +237,8 @@ def test_train_says_which_item_features_it_found_and_whether_the_model_uses_them
     assert line.endswith("(used by vbpr)")
     assert main([*base, "--model", "bpr", "--out", str(tmp_path / "b")]) == 0
     assert "(not used by bpr)" in capsys.readouterr().out
+    assert main(["train", "--resume", str(tmp_path / "v")]) == 0  # and on --resume
+    assert "(used by vbpr)" in capsys.readouterr().out
 
 
 def test_epochs_flag_caps_the_run(tmp_path, capsys):

@@ -32,7 +32,6 @@ def _train(args: argparse.Namespace, ranks) -> int:
     prints the results)."""
     show = _print_results if ranks is None or ranks.main else (lambda *a: None)
     from cranerec.config import parse_overrides
-    from cranerec.data.loaders import load_dataset
     from cranerec.models.registry import get_model_class
     from cranerec.train.config import runtime_keys, with_settings
     from cranerec.train.run import (
@@ -76,7 +75,8 @@ def _train(args: argparse.Namespace, ranks) -> int:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             train["threads"] = args.threads
         config = with_settings(config, changes)
-        show(train_run(config, args.resume, extend=extend, ranks=ranks), args.resume)
+        dataset = _load_and_describe(config, ranks)
+        show(train_run(config, args.resume, dataset, extend=extend, ranks=ranks), args.resume)
         return 0
     config = build_config(
         model=args.model, preset=args.preset, config_file=args.config, overrides=args.set,
@@ -84,13 +84,8 @@ def _train(args: argparse.Namespace, ranks) -> int:
         threads=args.threads,
     )  # fmt: skip
     out = args.out or f"runs/{config.model_name}-{Path(config.data.path).name}"
-    dataset = load_dataset(config.data)
-    if dataset.synthetic and (ranks is None or ranks.main):
-        _out(SYNTHETIC_BANNER)
-    model_class = get_model_class(config.model_name)
-    if ranks is None or ranks.main:
-        _out(_data_line(dataset, config.model_name, model_class.min_modalities > 0))
-    note = model_class.defaults_note
+    dataset = _load_and_describe(config, ranks)
+    note = get_model_class(config.model_name).defaults_note
     if note and not (args.preset or args.config or dataset.synthetic):
         sys.stderr.write(f"note: {note}\n")
     if args.seeds:
@@ -107,6 +102,21 @@ def _train(args: argparse.Namespace, ranks) -> int:
         return 0
     show(train_run(config, out, dataset, ranks=ranks), out)
     return 0
+
+
+def _load_and_describe(config, ranks):
+    """Load the run's data and say what it is (rank 0 only): the synthetic banner and the
+    ``data:`` line, on a new run and on ``--resume`` alike."""
+    from cranerec.data.loaders import load_dataset
+    from cranerec.models.registry import get_model_class
+
+    dataset = load_dataset(config.data)
+    if ranks is None or ranks.main:
+        if dataset.synthetic:
+            _out(SYNTHETIC_BANNER)
+        uses = get_model_class(config.model_name).min_modalities > 0
+        _out(_data_line(dataset, config.model_name, uses))
+    return dataset
 
 
 def _data_line(dataset, model: str, uses_features: bool) -> str:
