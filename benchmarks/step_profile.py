@@ -1,6 +1,7 @@
 """Where one model's training step spends its time: seconds per step and torch.profiler's top ops.
 
     .venv/bin/python benchmarks/step_profile.py --data DATA --model NAME [--preset P] [--steps 5]
+        [--set data.features_dir=DIR --set "data.modalities=[text]"]
 
 Builds the model as ``cranerec train`` would (preset, then ``--set`` overrides) and feeds it one
 epoch's batches from the trainer's own sampler (the config's batch size and negative pool, the
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
 import numpy as np
 import torch
-from _data import load_or_skip
+from _data import exists_or_skip
 
+from cranerec.data import load_dataset
 from cranerec.models.registry import get_model_class
 from cranerec.train import build_config
 from cranerec.train.sampler import InteractionSampler
@@ -33,14 +36,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=12)
     args = p.parse_args()
-    data = load_or_skip(args.data)
-    if data is None:
+    if not exists_or_skip(args.data):
         return
     torch.set_num_threads(args.threads)
     try:
         cfg = build_config(
             model=args.model, data=args.data, preset=args.preset, overrides=args.overrides
         )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = load_dataset(cfg.data)  # with --set data.* (features_dir, modalities)
         model = get_model_class(args.model)(data, cfg.model).train()
     except (ValueError, KeyError) as e:  # ConfigError is a ValueError
         p.error(str(e))
