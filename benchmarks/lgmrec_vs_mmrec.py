@@ -21,6 +21,10 @@ of it is copied here, it is imported from the checkout at run time):
        .venv/bin/python benchmarks/lgmrec_vs_mmrec.py compare /tmp/lgmrec.pt \\
            --data ../shared/datasets/tiktok
 
+``--draws K`` (both steps) adds the random parts back, as training sees them: from the same
+weights and batch, each side's loss over K draws of Gumbel noise and hyperedge dropout
+(``keep_rate`` 0.5, training mode), mean and spread, so the two sides' expected losses compare.
+
 MMRec's TikTok layout here: ``image_feat.npy`` as its v_feat and the audio as its t_feat
 (docs/parity.md). Prints ``skipped: ...`` where the data or the checkout are absent.
 """
@@ -55,7 +59,16 @@ def _noise_free() -> None:
 # ----------------------------------------------------------------- step 1: MMRec's code
 
 
-def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> None:
+def _draws(loss_fn, draws: int) -> list[float]:
+    """``draws`` values of a loss with its noise on (seeded, so a rerun repeats them)."""
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return [float(loss_fn()) for _ in range(draws)]
+
+
+def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int, draws: int) -> None:
     """Build MMRec's LGMRec and save what ``compare`` checks (see the module docstring)."""
     if not Path(mmrec_src, "models", "lgmrec.py").exists():
         print(f"skipped: no models/lgmrec.py in the MMRec checkout {mmrec_src}")
@@ -63,8 +76,10 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     import torch
 
     out = os.path.abspath(out)
+    import torch.nn.functional as F
     from _mmrec import build_mmrec_model, first_batch_gradients
 
+    gumbel = F.gumbel_softmax
     _noise_free()
     _, train_data, model = build_mmrec_model(
         mmrec_src, "LGMRec", dataset, seed, batch_size, scalars=SCALARS
@@ -74,10 +89,12 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     users, items, _ = model.forward()
     batch, loss, grads = first_batch_gradients(model, train_data)
+    F.gumbel_softmax, model.drop.p = gumbel, 1.0 - model.keep_rate  # the random parts back
+    noisy = _draws(lambda: model.calculate_loss([t.clone() for t in batch]), draws)
     torch.save(
         {
             "n_users": model.n_users, "n_items": model.n_items, "seed": seed, "init": init,
-            "grads": grads, "loss": loss.item(), "batch": batch,
+            "grads": grads, "loss": loss.item(), "batch": batch, "noisy": noisy,
             "users": users.detach().clone(), "items": items.detach().clone(),
         },
         out,
@@ -89,7 +106,9 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int) -> 
 
 
 def compare(dump_file: str, data_path: str) -> None:
+    import numpy as np
     import torch
+    import torch.nn.functional as F
     from _mmrec import load_dump, relative_difference
 
     from cranerec.models.base import Batch
@@ -99,6 +118,7 @@ def compare(dump_file: str, data_path: str) -> None:
     if loaded is None:
         return
     ref, data = loaded
+    gumbel = F.gumbel_softmax
     _noise_free()
     from cranerec.models.lgmrec import LGMRec
 
@@ -125,6 +145,14 @@ def compare(dump_file: str, data_path: str) -> None:
         for theirs, ours in names.items()
     )
     print(f"gradients, relative |ours - MMRec| / |MMRec|: {cells}")
+    if ref.get("noisy"):
+        keep = build_config(model="lgmrec", preset="reference").model.keep_rate
+        F.gumbel_softmax, model.drop.p = gumbel, 1.0 - keep
+        batch = Batch(user_idx=u, pos_idx=pos, neg_idx=neg)
+        ours = _draws(lambda: model.loss(batch)[0], len(ref["noisy"]))
+        a, b = np.array(ours), np.array(ref["noisy"])
+        print(f"loss with noise and dropout, {len(a)} draws: ours {a.mean():.5f} ± {a.std():.5f}, "
+              f"MMRec {b.mean():.5f} ± {b.std():.5f}")  # fmt: skip
 
 
 def main() -> None:
@@ -136,12 +164,13 @@ def main() -> None:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--batch-size", type=int, default=2048)
     d.add_argument("--out", required=True)
+    d.add_argument("--draws", type=int, default=0, help="noisy loss draws (see the docstring)")
     c = sub.add_parser("compare", help="with this project's Python: ours against the dump")
     c.add_argument("dump")
     c.add_argument("--data", default="../shared/datasets/tiktok")
     args = p.parse_args()
     if args.step == "dump":
-        dump(args.mmrec, args.dataset, args.seed, args.out, args.batch_size)
+        dump(args.mmrec, args.dataset, args.seed, args.out, args.batch_size, args.draws)
     else:
         compare(args.dump, args.data)
 
