@@ -21,7 +21,7 @@ of it is copied here, it is imported from the checkout at run time):
        .venv/bin/python benchmarks/lgmrec_vs_mmrec.py compare /tmp/lgmrec.pt \\
            --data ../shared/datasets/tiktok
 
-``--draws K`` (both steps) adds the random parts back, as training sees them: from the same
+``--draws K`` on the dump step (``compare`` then reports it) adds the random parts back, as training sees them: from the same
 weights and batch, each side's loss over K draws of Gumbel noise and hyperedge dropout
 (``keep_rate`` 0.5, training mode), mean and spread, so the two sides' expected losses compare.
 
@@ -74,9 +74,9 @@ def dump(mmrec_src: str, dataset: str, seed: int, out: str, batch_size: int, dra
         print(f"skipped: no models/lgmrec.py in the MMRec checkout {mmrec_src}")
         return
     import torch
+    import torch.nn.functional as F
 
     out = os.path.abspath(out)
-    import torch.nn.functional as F
     from _mmrec import build_mmrec_model, first_batch_gradients
 
     gumbel = F.gumbel_softmax
