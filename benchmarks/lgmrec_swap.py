@@ -31,7 +31,8 @@ The other way round, ours from MMRec's initial weights, with our loop: save the 
         --data ../shared/datasets/tiktok --seeds S --threads 1 --out runs/lgmrec-from-mmrec-init
 
 (``train`` passes everything after ``--`` to ``cranerec train --model lgmrec --preset
-reference``; the run resumes as any other.)
+reference``; the run resumes as any other.) ``plot --curve LABEL RUN_DIR_OR_MMREC_LOG ... --out
+PNG`` draws the validation curves in one panel and prints them at a few epochs.
 """
 
 from __future__ import annotations
@@ -168,6 +169,35 @@ def train_from(init_file: Path, cli_args: list[str]) -> int:
     return cranerec(["train", "--model", "lgmrec", "--preset", "reference", *cli_args])
 
 
+def plot(curves: list[tuple[str, str]], out: Path, title: str) -> None:
+    """One panel of validation Recall@20 per epoch, each curve a run directory of ours or an
+    MMRec log (epochs from 1 on both; ``parity_curves.py`` reads them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from parity_curves import mmrec, ours
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, source in curves:
+        path = Path(source)
+        curve = ours(path) if path.is_dir() else mmrec(path)
+        best = max(range(len(curve)), key=curve.__getitem__)
+        (line,) = ax.plot(range(1, len(curve) + 1), curve, lw=1.1, label=f"{label} "
+                          f"(best {curve[best]:.4f} @ {best + 1} of {len(curve)})")  # fmt: skip
+        ax.plot([best + 1], [curve[best]], "o", color=line.get_color(), ms=4)
+        print(f"{label}: best {curve[best]:.4f} at epoch {best + 1} of {len(curve)}; at epochs "
+              + ", ".join(f"{e}: {curve[e - 1]:.4f}" for e in (10, 30, 50, 70, 90, 110)
+                          if e <= len(curve)))  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="valid Recall@20", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="step", required=True)
@@ -182,8 +212,14 @@ def main() -> None:
     t = sub.add_parser("train", help="train ours from a saved MMRec initialisation")
     t.add_argument("--init", required=True, type=Path)
     t.add_argument("cli", nargs=argparse.REMAINDER, help="-- then cranerec train's arguments")
+    c = sub.add_parser("plot", help="validation curves of runs and MMRec logs in one panel")
+    c.add_argument("--curve", nargs=2, action="append", required=True, metavar=("LABEL", "SRC"))
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--title", default="LGMRec on TikTok: which part do the runs follow?")
     args = p.parse_args()
-    if args.step == "install":
+    if args.step == "plot":
+        plot(args.curve, args.out, args.title)
+    elif args.step == "install":
         install(args.mmrec, args.data)
     elif args.step == "mmrec-init":
         mmrec_init(args.mmrec, args.dataset, args.seed, args.out)
