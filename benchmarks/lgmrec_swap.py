@@ -41,6 +41,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from lgmrec_vs_mmrec import NAMES, SCALARS  # MMRec's parameter -> ours; its one-point yaml keys
+
 HEADER = '''# Written by cranerec's benchmarks/lgmrec_swap.py: a hybrid for the LGMRec parity check.
 import sys
 
@@ -94,13 +96,10 @@ class MMLGMRecOurInit(LGMRec):
         super().__init__(config, dataset)
         ours = ours_as_cranerec_draws_it(config["seed"], self.n_users, self.n_items)
         second = ours.modalities[1]  # MMRec's t_feat slot
-        names = {{"user_embedding.weight": "user_emb", "item_id_embedding.weight": "item_emb",
-                 "item_image_trs": "project.image", "v_hyper": "hyper.image",
-                 "item_text_trs": f"project.{{second}}", "t_hyper": f"hyper.{{second}}"}}
         theirs, init = dict(self.named_parameters()), dict(ours.named_parameters())
         with torch.no_grad():
-            for name, our_name in names.items():
-                theirs[name].copy_(init[our_name])
+            for name, our_name in {names!r}.items():
+                theirs[name].copy_(init[our_name.format(second=second)])
 '''
 
 
@@ -112,21 +111,11 @@ def install(mmrec_src: Path, data: Path) -> None:
         raise SystemExit(f"{data}: no such data folder (give the folder MMRec's data came from)")
     src = str(Path(__file__).resolve().parents[1] / "src")
     header = HEADER.format(src=src, data=str(data.resolve()))
-    for name, body in (("OurLGMRec", OURS), ("MMLGMRecOurInit", THEIRS.format())):
+    for name, body in (("OurLGMRec", OURS), ("MMLGMRecOurInit", THEIRS.format(names=NAMES))):
         (mmrec_src / "models" / f"{name.lower()}.py").write_text(header + body)
         yaml = mmrec_src / "configs" / "model"
         shutil.copyfile(yaml / "LGMRec.yaml", yaml / f"{name}.yaml")
         print(f"wrote {mmrec_src / 'models' / (name.lower() + '.py')} and {name}.yaml")
-
-
-#: MMRec's parameter -> ours ("{second}": the modality in MMRec's t_feat slot)
-NAMES = {
-    "user_embedding.weight": "user_emb", "item_id_embedding.weight": "item_emb",
-    "item_image_trs": "project.image", "v_hyper": "hyper.image",
-    "item_text_trs": "project.{second}", "t_hyper": "hyper.{second}",
-}  # fmt: skip
-SCALARS = ("n_ui_layers", "n_mm_layers", "n_hyper_layer", "hyper_num", "keep_rate", "alpha",
-           "cl_weight", "reg_weight")  # fmt: skip
 
 
 def mmrec_init(mmrec_src: Path, dataset: str, seed: int, out: Path) -> None:
@@ -134,6 +123,8 @@ def mmrec_init(mmrec_src: Path, dataset: str, seed: int, out: Path) -> None:
     import torch
     from _mmrec import build_mmrec_model
 
+    if not (mmrec_src / "models" / "lgmrec.py").exists():
+        raise SystemExit(f"{mmrec_src}: no models/lgmrec.py (give MMRec's src/ folder)")
     out = out.resolve()
     _, _, model = build_mmrec_model(str(mmrec_src), "LGMRec", dataset, seed, 2048, SCALARS)
     init = {k: v.detach().clone() for k, v in model.named_parameters() if k in NAMES}
@@ -152,6 +143,8 @@ def train_from(init_file: Path, cli_args: list[str]) -> int:
     from cranerec.cli.entry import main as cranerec
     from cranerec.models.lgmrec import LGMRec
 
+    if not init_file.is_file():
+        raise SystemExit(f"{init_file}: not found (write it with the mmrec-init step)")
     saved = torch.load(init_file, weights_only=True)
 
     class FromMMRecInit(LGMRec):
