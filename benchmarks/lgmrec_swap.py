@@ -103,10 +103,14 @@ class MMLGMRecOurInit(LGMRec):
 '''
 
 
-def install(mmrec_src: Path, data: Path) -> None:
-    """Write the two hybrids (and their yaml: LGMRec's) into the MMRec checkout."""
+def _require_checkout(mmrec_src: Path) -> None:
     if not (mmrec_src / "models" / "lgmrec.py").exists():
         raise SystemExit(f"{mmrec_src}: no models/lgmrec.py (give MMRec's src/ folder)")
+
+
+def install(mmrec_src: Path, data: Path) -> None:
+    """Write the two hybrids (and their yaml: LGMRec's) into the MMRec checkout."""
+    _require_checkout(mmrec_src)
     if not data.exists():
         raise SystemExit(f"{data}: no such data folder (give the folder MMRec's data came from)")
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -123,8 +127,7 @@ def mmrec_init(mmrec_src: Path, dataset: str, seed: int, out: Path) -> None:
     import torch
     from _mmrec import build_mmrec_model
 
-    if not (mmrec_src / "models" / "lgmrec.py").exists():
-        raise SystemExit(f"{mmrec_src}: no models/lgmrec.py (give MMRec's src/ folder)")
+    _require_checkout(mmrec_src)
     out = out.resolve()
     _, _, model = build_mmrec_model(str(mmrec_src), "LGMRec", dataset, seed, 2048, SCALARS)
     init = {k: v.detach().clone() for k, v in model.named_parameters() if k in NAMES}
