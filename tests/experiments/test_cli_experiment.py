@@ -88,3 +88,16 @@ def test_an_unknown_device_name_is_refused_by_name(tmp_path, capsys):
     spec.write_text(yaml.safe_dump(tiny_spec(models=["bpr"], seeds=[1], reference={})))
     assert main(["experiment", str(spec), "--store", str(tmp_path / "s"), "--device", "gpu"]) == 2
     assert "device must be cpu or cuda[:N], got 'gpu'" in capsys.readouterr().err
+
+
+def test_models_and_seeds_pick_runs_of_a_spec(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec()))
+    store = tmp_path / "store"
+    argv = ["experiment", str(spec), "--store", str(store)]
+    assert main([*argv, "--models", "lightgcn", "--seeds", "1"]) == 0
+    assert "runs (selected) done 1," in capsys.readouterr().out
+    assert main([*argv, "--status"]) == 0
+    assert "1/4 done" in capsys.readouterr().out
+    assert main([*argv, "--models", "bpx"]) == 2
+    assert "--models bpx" in capsys.readouterr().err

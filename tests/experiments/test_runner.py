@@ -8,8 +8,9 @@ import socket
 
 import pytest
 
+from cranerec.config import ConfigError
 from cranerec.experiments.runner import register, run_experiment, status_text
-from cranerec.experiments.spec import parse_spec
+from cranerec.experiments.spec import Selection, parse_spec
 from cranerec.experiments.store import Store
 from cranerec.experiments.workers import plan_workers
 from cranerec.train.config import resolve_config
@@ -220,3 +221,27 @@ def test_status_labels_each_setting_of_a_shared_run_and_counts_it_once(tmp_path)
     text = status_text(spec, store)
     assert "tiny: 1 runs" in text and "pending 1" in text
     assert "bpr / first on" in text and "bpr / second on" in text
+
+
+def test_a_selection_trains_only_its_runs_under_their_whole_spec_ids(tmp_path):
+    # e.g. `cranerec experiment sports_text --models mmgcn --seeds 1`: one run of a big suite,
+    # with the id it has in the whole spec, so the suite's report and later calls find it done
+    store = Store(tmp_path)
+    spec = parse_spec(tiny_spec())
+    whole = {(r["model"], r["seed"]): r["run_id"] for r in register(spec, store)}
+    counts = run_experiment(spec, store, progress=False, selection=Selection(("bpr",), None, (2,)))
+    assert counts == {"done": 1, "running": 0, "interrupted": 0, "failed": 0, "pending": 0}
+    states = {(r.model, r.seed): (r.run_id, r.status) for r in store.runs("tiny")}
+    assert states[("bpr", 2)] == (whole[("bpr", 2)], "done")
+    assert [s for k, (_, s) in states.items() if k != ("bpr", 2)] == ["pending"] * 3
+    text = status_text(spec, store, selection=Selection(models=("lightgcn",)))
+    assert "tiny: 2 runs" in text and "pending 2" in text and "bpr" not in text
+    assert run_experiment(spec, store, progress=False)["done"] == 4  # the rest, bpr 2 not again
+
+
+def test_a_selection_naming_what_the_spec_lacks_is_one_error_listing_what_it_has(tmp_path):
+    spec = parse_spec(tiny_spec())
+    with pytest.raises(ConfigError, match=r"--models lgcn: .*\(bpr, lightgcn\)"):
+        run_experiment(spec, Store(tmp_path), progress=False, selection=Selection(("lgcn",)))
+    with pytest.raises(ConfigError, match=r"--seeds 3: .*\(1, 2\)"):
+        status_text(spec, Store(tmp_path), selection=Selection(seeds=(3,)))

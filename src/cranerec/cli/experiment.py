@@ -9,17 +9,28 @@ from pathlib import Path
 from cranerec.cli.output import _out
 
 
+def _selection(args: argparse.Namespace):
+    """``--models/--settings/--seeds/--datasets`` as a ``Selection`` (None when none is given)."""
+    from cranerec.experiments.spec import Selection
+
+    picked = {k: getattr(args, k) for k in ("models", "settings", "seeds", "datasets")}
+    if all(v is None for v in picked.values()):
+        return None
+    return Selection(**{k: None if v is None else tuple(v) for k, v in picked.items()})
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from cranerec.experiments.runner import run_experiment, status_text
     from cranerec.experiments.spec import load_spec
     from cranerec.experiments.store import INDEX, Store
 
     spec = load_spec(args.spec, smoke=args.smoke)
+    selection = _selection(args)
     root = Path(args.store or ("runs/experiments-smoke" if args.smoke else "runs/experiments"))
     if args.status and not args.adopt and not (root / INDEX).exists():  # create nothing
         with tempfile.TemporaryDirectory() as empty:
             _out(f"no store at {root} yet: every run is pending")
-            _out(status_text(spec, Store(empty), args.storage))
+            _out(status_text(spec, Store(empty), args.storage, selection=selection))
         return 0
     store = Store(root)
     if args.adopt:
@@ -28,15 +39,16 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         for line in adopt(spec, store, args.adopt):
             _out(line)
     if args.status:
-        _out(status_text(spec, store, args.storage))
+        _out(status_text(spec, store, args.storage, selection=selection))
         return 0
     counts = run_experiment(
         spec, store, workers=args.workers, retry_failed=args.retry_failed, storage=args.storage,
-        device=args.device, threads=args.threads,
+        device=args.device, threads=args.threads, selection=selection,
     )  # fmt: skip
     if spec.models:
-        _out(f"{spec.name}: runs " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if spec.search is not None:
+        which = " (selected)" if selection else ""
+        _out(f"{spec.name}: runs{which} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if spec.search is not None and selection is None:
         from cranerec.experiments.search import trial_counts
 
         trials = trial_counts(spec, store, args.storage)
@@ -96,6 +108,16 @@ def add_parsers(sub) -> None:
         "where their config and data match a run of the spec, so it is not trained again",
     )  # fmt: skip
     x.add_argument("--storage", help="Optuna storage URL of the search (e.g. postgresql://...)")
+    pick = x.add_argument_group(
+        "selecting runs",
+        "train (or, with --status, show) only some of the spec's runs, e.g. `sports_text --models "
+        "mmgcn --seeds 1`; they keep the ids they have in the whole spec, so its report finds "
+        "them; the search is left out",
+    )
+    pick.add_argument("--models", nargs="+", metavar="MODEL", help="model labels or names")
+    pick.add_argument("--settings", nargs="+", metavar="SETTING", help="setting names")
+    pick.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds")
+    pick.add_argument("--datasets", nargs="+", metavar="DATASET", help="dataset names")
     x.set_defaults(func=_cmd_experiment)
 
     rp = sub.add_parser("report", help="write the Markdown report (and PNGs) of a result store")

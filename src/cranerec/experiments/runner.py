@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cranerec.config import ConfigError, to_dict
-from cranerec.experiments.spec import ExperimentSpec, run_id, runs_of
+from cranerec.experiments.spec import ExperimentSpec, Selection, run_id, runs_of
 from cranerec.experiments.store import Store, count_states
 from cranerec.experiments.workers import (
     DataCache,
@@ -88,6 +88,16 @@ def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
     store.register_spec(spec.name, spec.source, spec.text, spec.smoke)
     store.add_runs(spec.name, rows)
     return rows
+
+
+def selected_ids(
+    spec: ExperimentSpec, rows: list[dict[str, Any]], selection: Selection | None
+) -> set[str] | None:
+    """The ids of the runs ``selection`` keeps among ``rows`` (``register``'s or ``resolve``'s);
+    None without a selection (every run)."""
+    if selection is None:
+        return None
+    return {rows[r.position]["run_id"] for r in selection.select(spec, runs_of(spec))}
 
 
 def resolve(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
@@ -263,12 +273,14 @@ def work(
     isolate: bool = False,
     on_run=None,
     device: str | None = None,
+    only: set[str] | None = None,
 ) -> int:
-    """Claim and train runs of ``spec_name`` until none is left; returns how many were taken."""
+    """Claim and train runs of ``spec_name`` (those of ``only`` when given) until none is left;
+    returns how many were taken."""
     cache = DataCache()
     n = 0
     while True:
-        row = store.claim(spec_name)
+        row = store.claim(spec_name, only=only)
         if row is None:
             return n
         n += 1
@@ -303,25 +315,37 @@ def work(
 
 
 def _worker_main(
-    store_root: str, spec_name: str, threads: int, isolate: bool, device: str | None = None
+    store_root: str,
+    spec_name: str,
+    threads: int,
+    isolate: bool,
+    device: str | None = None,
+    only: set[str] | None = None,
 ) -> None:
     configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    work(Store(store_root), spec_name, threads, isolate, device=device)
+    work(Store(store_root), spec_name, threads, isolate, device=device, only=only)
 
 
 @dataclass
 class Progress:
-    """A tqdm bar of done (+ failed) runs out of the spec's total, redrawn from the index."""
+    """A tqdm bar of done (+ failed) runs out of the spec's total (or of the runs ``only``),
+    redrawn from the index."""
 
     store: Store
     spec: str
     enabled: bool = True
+    only: set[str] | None = None
+
+    def counts(self) -> dict[str, int]:
+        if self.only is None:
+            return self.store.counts(self.spec)
+        return count_states(list(self.store.lookup(sorted(self.only)).values()))
 
     def __post_init__(self) -> None:
         from tqdm.auto import tqdm
 
-        counts = self.store.counts(self.spec)
+        counts = self.counts()
         self.total = sum(counts.values())
         self.bar = tqdm(
             total=self.total, desc=self.spec, unit="run", disable=None if self.enabled else True
@@ -329,7 +353,7 @@ class Progress:
         self.update()
 
     def update(self) -> None:
-        counts = self.store.counts(self.spec)
+        counts = self.counts()
         self.bar.n = counts["done"] + counts["failed"]
         self.bar.set_postfix_str(
             f"done {counts['done']}, running {counts['running']}, failed {counts['failed']}",
@@ -350,11 +374,14 @@ def run_experiment(
     storage: str | None = None,
     device: str | None = None,
     threads: int | None = None,
+    selection: Selection | None = None,
 ) -> dict[str, int]:
     """Register and run every run of ``spec`` (then its search); returns the final counts.
     ``device`` (``cpu``, ``cuda[:N]``) trains every run there instead of where its config says;
     several workers on one GPU share it. ``threads``: torch threads per worker (default: the
-    physical cores shared between the workers); like the device, no part of a run's id."""
+    physical cores shared between the workers); like the device, no part of a run's id.
+    ``selection``: train only the runs it keeps (the whole spec is registered all the same, so
+    its report and status stay whole) and leave the search out; the counts are of those runs."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if device is not None:
@@ -362,9 +389,10 @@ def run_experiment(
 
         resolve_device(device)  # a clear error now, not one failed run after another
     rows = register(spec, store)
+    only = selected_ids(spec, rows, selection)
     if retry_failed:
-        store.retry_failed(spec.name)
-    caps = [r["config"]["train"]["threads"] for r in rows]
+        store.retry_failed(spec.name, only)
+    caps = [r["config"]["train"]["threads"] for r in rows if only is None or r["run_id"] in only]
     max_threads = 0 if not caps or 0 in caps else max(caps)
     n_workers, planned = plan_workers(workers, max_threads=max_threads)
     threads = threads or planned
@@ -372,39 +400,46 @@ def run_experiment(
         log.warning(
             "%d workers asked for, %d cores: running %d", workers, available_cores(), n_workers
         )
-    bar = Progress(store, spec.name, progress)
+    bar = Progress(store, spec.name, progress, only)
     try:
         if n_workers == 1:
-            work(store, spec.name, threads, spec.isolate, on_run=bar.update, device=device)
+            work(store, spec.name, threads, spec.isolate, bar.update, device, only)
         else:
             procs = start_workers(
                 _worker_main,
-                lambda i: (str(store.root), spec.name, threads, spec.isolate, device),
+                lambda i: (str(store.root), spec.name, threads, spec.isolate, device, only),
                 n_workers,
                 threads,
             )
             wait_for(procs, bar.update)
     finally:
         bar.close()
-    if spec.search is not None:
+    if spec.search is not None and only is None:
         from cranerec.experiments.search import run_search
 
         run_search(spec, store, workers=workers, storage=storage, device=device, threads=threads)
-    return store.counts(spec.name)
+    return bar.counts()
 
 
 # ---------------------------------------------------------------------------------- status
 
 
 def status_text(
-    spec: ExperimentSpec, store: Store, storage: str | None = None, width: int = 40
+    spec: ExperimentSpec,
+    store: Store,
+    storage: str | None = None,
+    width: int = 40,
+    selection: Selection | None = None,
 ) -> str:
-    """Counts, a progress bar and one line per run that is not done (its error when failed).
-    Read-only: the runs are this file's, looked up by id, and what the store lists under the
-    spec's name (which workers running it follow) is left as it is."""
+    """Counts, a progress bar and one line per run that is not done (its error when failed),
+    of the runs ``selection`` keeps (and no search) when given. Read-only: the runs are this
+    file's, looked up by id, and what the store lists under the spec's name (which workers
+    running it follow) is left as it is."""
     from tqdm import tqdm
 
     resolved = resolve(spec, store)
+    only = selected_ids(spec, resolved, selection)
+    resolved = [r for r in resolved if only is None or r["run_id"] in only]
     known = store.lookup([r["run_id"] for r in resolved])
     rows = [  # one row per run of the spec, labelled as the spec labels it
         replace(
@@ -443,7 +478,7 @@ def status_text(
         if state == "failed" and row.error:
             line += f"\n{'':14}{row.error.splitlines()[0]}"
         lines.append(line)
-    if spec.search is not None:
+    if spec.search is not None and only is None:
         from cranerec.experiments.search import search_status
 
         lines.append(search_status(spec, store, storage, width))

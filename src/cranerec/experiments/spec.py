@@ -41,6 +41,7 @@ from cranerec.experiments.spec_load import (
 from cranerec.experiments.spec_runs import (
     ID_FREE_KEYS,
     RunSpec,
+    Selection,
     build_raw,
     identity_dict,
     lookup,
@@ -61,7 +62,7 @@ from cranerec.experiments.spec_schema import (
 
 __all__ = [
     "ID_FREE_KEYS", "REPORT_KINDS", "ExperimentSpec", "ModelEntry", "Reference", "ReportSection",
-    "RunSpec", "SearchSpec", "Setting", "build_raw", "builtin_suites", "expand_env",
+    "RunSpec", "SearchSpec", "Selection", "Setting", "build_raw", "builtin_suites", "expand_env",
     "identity_dict", "load_spec", "lookup", "nested", "parse_spec", "read_spec_text", "run_id",
     "runs_of", "search_base_raw", "suite_path",
 ]  # fmt: skip

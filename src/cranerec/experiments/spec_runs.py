@@ -100,6 +100,46 @@ def runs_of(spec: ExperimentSpec) -> list[RunSpec]:
     return out
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which of a spec's runs to train or show (``cranerec experiment --models/--settings/
+    --seeds/--datasets``); a field left ``None`` keeps all. Models match by label or by
+    registered name. The runs keep the ids they have in the whole spec."""
+
+    models: tuple[str, ...] | None = None
+    settings: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    datasets: tuple[str, ...] | None = None
+
+    def select(self, spec: ExperimentSpec, runs: list[RunSpec]) -> list[RunSpec]:
+        """The runs this selection keeps; a value the spec does not have, or a selection that
+        keeps nothing, is a ``ConfigError`` naming what the spec has."""
+        known = {
+            "models": sorted({m.label for m in spec.models} | {m.name for m in spec.models}),
+            "settings": [s.name for s in spec.settings],
+            "seeds": list(spec.seeds),
+            "datasets": list(spec.datasets),
+        }
+        for field_name, have in known.items():
+            for value in getattr(self, field_name) or ():
+                if value not in have:
+                    raise ConfigError(
+                        f"--{field_name} {value}: not one of the {field_name} of spec {spec.name!r} "
+                        f"({', '.join(map(str, have)) or 'none'})"
+                    )
+        kept = [
+            r for r in runs
+            if (self.models is None or r.model in self.models
+                or r.raw["model"]["name"] in self.models)
+            and (self.settings is None or r.setting in self.settings)
+            and (self.seeds is None or r.seed in self.seeds)
+            and (self.datasets is None or r.dataset in self.datasets)
+        ]  # fmt: skip
+        if not kept:
+            raise ConfigError(f"the selection keeps none of the runs of spec {spec.name!r}")
+        return kept
+
+
 def nested(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 1e-3}`` -> ``{"train": {"lr": 1e-3}}``."""
     out: dict[str, Any] = {}

@@ -23,7 +23,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,10 +224,12 @@ class Store:
 
     # ------------------------------------------------------------------ claiming and results
 
-    def claim(self, spec: str, owner: str | None = None) -> RunRow | None:
+    def claim(
+        self, spec: str, owner: str | None = None, only: Collection[str] | None = None
+    ) -> RunRow | None:
         """Atomically take the first runnable run of ``spec`` (pending, or interrupted: its
-        owner died) and mark it running for ``owner``. Interrupted runs claimed
-        ``MAX_ATTEMPTS`` times already are recorded failed instead."""
+        owner died), among the ids ``only`` when given, and mark it running for ``owner``.
+        Interrupted runs claimed ``MAX_ATTEMPTS`` times already are recorded failed instead."""
         owner = owner or owner_id()
         now = time.time()
         with self.transaction() as con:
@@ -238,6 +240,8 @@ class Store:
                 (spec,),
             ).fetchall()
             for run_id, status, old_owner, heartbeat, attempts in rows:
+                if only is not None and run_id not in only:
+                    continue
                 if status == "running" and owner_alive(old_owner, heartbeat, now):
                     continue
                 if status == "running" and attempts >= MAX_ATTEMPTS:
@@ -290,15 +294,23 @@ class Store:
                 (run_id,),
             )
 
-    def retry_failed(self, spec: str) -> int:
-        """Set the failed runs of ``spec`` back to pending; returns how many."""
+    def retry_failed(self, spec: str, only: Collection[str] | None = None) -> int:
+        """Set the failed runs of ``spec`` (those of ``only`` when given) back to pending;
+        returns how many."""
         with self.transaction() as con:
-            cur = con.execute(
-                "UPDATE runs SET status='pending', error=NULL, attempts=0, owner=NULL WHERE "
-                "status='failed' AND run_id IN (SELECT run_id FROM members WHERE spec=?)",
-                (spec,),
-            )
-            return cur.rowcount
+            ids = [
+                t[0] for t in con.execute(
+                    "SELECT r.run_id FROM runs r JOIN members m ON m.run_id = r.run_id "
+                    "WHERE m.spec = ? AND r.status = 'failed'", (spec,),
+                ) if only is None or t[0] in only
+            ]  # fmt: skip
+            for run_id in ids:
+                con.execute(
+                    "UPDATE runs SET status='pending', error=NULL, attempts=0, owner=NULL "
+                    "WHERE run_id = ?",
+                    (run_id,),
+                )
+            return len(ids)
 
     # ------------------------------------------------------------------ reading
 
