@@ -245,3 +245,4 @@ def test_a_selection_naming_what_the_spec_lacks_is_one_error_listing_what_it_has
         run_experiment(spec, Store(tmp_path), progress=False, selection=Selection(("lgcn",)))
     with pytest.raises(ConfigError, match=r"--seeds 3: .*\(1, 2\)"):
         status_text(spec, Store(tmp_path), selection=Selection(seeds=(3,)))
+    assert Store(tmp_path).specs() == []  # refused before the spec was registered

@@ -90,14 +90,12 @@ def register(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
     return rows
 
 
-def selected_ids(
-    spec: ExperimentSpec, rows: list[dict[str, Any]], selection: Selection | None
-) -> set[str] | None:
-    """The ids of the runs ``selection`` keeps among ``rows`` (``register``'s or ``resolve``'s);
-    None without a selection (every run)."""
+def selected_positions(spec: ExperimentSpec, selection: Selection | None) -> list[int] | None:
+    """The positions in ``runs_of(spec)`` of the runs ``selection`` keeps (None: every run);
+    checked before anything is written, so a bad selection leaves the store as it was."""
     if selection is None:
         return None
-    return {rows[r.position]["run_id"] for r in selection.select(spec, runs_of(spec))}
+    return [r.position for r in selection.select(spec, runs_of(spec))]
 
 
 def resolve(spec: ExperimentSpec, store: Store) -> list[dict[str, Any]]:
@@ -388,8 +386,9 @@ def run_experiment(
         from cranerec.utils.env import resolve_device
 
         resolve_device(device)  # a clear error now, not one failed run after another
+    keep = selected_positions(spec, selection)
     rows = register(spec, store)
-    only = selected_ids(spec, rows, selection)
+    only = None if keep is None else {rows[p]["run_id"] for p in keep}
     if retry_failed:
         store.retry_failed(spec.name, only)
     caps = [r["config"]["train"]["threads"] for r in rows if only is None or r["run_id"] in only]
@@ -437,8 +436,9 @@ def status_text(
     running it follow) is left as it is."""
     from tqdm import tqdm
 
+    keep = selected_positions(spec, selection)
     resolved = resolve(spec, store)
-    only = selected_ids(spec, resolved, selection)
+    only = None if keep is None else {resolved[p]["run_id"] for p in keep}
     resolved = [r for r in resolved if only is None or r["run_id"] in only]
     known = store.lookup([r["run_id"] for r in resolved])
     rows = [  # one row per run of the spec, labelled as the spec labels it
