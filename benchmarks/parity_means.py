@@ -6,7 +6,9 @@ Reads every row ``| model | MMRec or cranerec | seed | valid R@20 | test R@20 | 
 best / run |`` (the figures each come from ``benchmarks/mmrec_log.py LOG`` or a run's
 ``results.json``, as the doc says) and prints, per model, the mean ± sample std of test
 Recall@20 / NDCG@20 over the seeds run on both sides and ours as a share of MMRec's means: the
-summary table beside it in the doc and the README. Use it where the run directories and logs
+summary table beside it in the doc and the README. Also reads the Sports table's rows ``| model,
+MMRec or cranerec | seed | valid R@20 | valid N@20 | test R@20 | test N@20 | ...``
+(``docs/results/sports_text.md``). Use it where the run directories and logs
 are no longer at hand; ``benchmarks/parity_table.py`` computes the same from them.
 """
 
@@ -15,6 +17,9 @@ import re
 import statistics
 
 ROW = re.compile(r"^\| (\w+) \| (MMRec|cranerec) \| (\d+) \| [^|]+\| ([0-9.]+) \| ([0-9.]+) \|")
+SPORTS_ROW = re.compile(  # docs/results/sports_text.md: valid R@20 and N@20 before the test pair
+    r"^\| (\w+), (MMRec|cranerec) \| (\d+) \| [^|]+\|[^|]+\| ([0-9.]+) \| ([0-9.]+) \|"
+)
 
 
 def spread(values: list[float]) -> str:
@@ -25,12 +30,12 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("doc", help="docs/parity.md")
+    parser.add_argument("doc", help="docs/parity.md or docs/results/sports_text.md")
     args = parser.parse_args()
     runs: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
     with open(args.doc, encoding="utf-8") as f:
         for line in f:
-            m = ROW.match(line)
+            m = ROW.match(line) or SPORTS_ROW.match(line)
             if m:
                 model, side, seed, recall, ndcg = m.groups()
                 runs.setdefault(model, {}).setdefault(side, {})[int(seed)] = (
