@@ -304,12 +304,11 @@ class Store:
                     "WHERE m.spec = ? AND r.status = 'failed'", (spec,),
                 ) if only is None or t[0] in only
             ]  # fmt: skip
-            for run_id in ids:
-                con.execute(
-                    "UPDATE runs SET status='pending', error=NULL, attempts=0, owner=NULL "
-                    "WHERE run_id = ?",
-                    (run_id,),
-                )
+            con.executemany(
+                "UPDATE runs SET status='pending', error=NULL, attempts=0, owner=NULL "
+                "WHERE run_id = ?",
+                [(run_id,) for run_id in ids],
+            )
             return len(ids)
 
     # ------------------------------------------------------------------ reading
