@@ -236,3 +236,22 @@ def test_a_validation_table_tests_on_the_validation_split_only(tmp_path):
     valid_row, test_row = [line for line in text.splitlines() if line.startswith("| bpr |")]
     assert "p users (R@20, Holm)" in text and "per-user valid R@20" in text
     assert valid_row.count(" | ") > test_row.count(" | ")  # p columns only where they could be
+
+
+def test_validation_curves_leave_out_a_model_that_trains_no_epochs(figures, tmp_path):
+    """Popularity writes no metrics.jsonl; a curves section with it beside a trained model
+    draws the trained one instead of failing the whole report."""
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec(models=["pop", "bpr"], seeds=[1], reference={})
+    raw["report"] = [{"kind": "curves", "metrics": ["recall@20"]}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    report.spec_report(spec, store, tmp_path)
+    (fig,) = figures
+    labels = [
+        ln.get_label() for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")
+    ]
+    assert len(labels) == 1 and labels[0].startswith("bpr ")

@@ -16,7 +16,7 @@ import numpy as np
 
 from cranerec.experiments.spec import ExperimentSpec, ReportSection
 from cranerec.experiments.store import RunRow, Store
-from cranerec.train.rundir import RunDir
+from cranerec.train.rundir import RunDir, read_metrics
 from cranerec.utils.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ class Context:
         return self.store.run_dir(row.run_id)
 
     def epochs(self, row: RunRow) -> list[dict[str, Any]]:
-        """The run's ``metrics.jsonl``: one record per trained epoch."""
-        text = RunDir(self.run_path(row)).metrics.read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        """The run's ``metrics.jsonl``: one record per trained epoch; none for a model that
+        trains no epochs (pop), whose run writes no such file."""
+        path = RunDir(self.run_path(row)).metrics
+        return read_metrics(path) if path.exists() else []
 
     def epoch_seconds(self, row: RunRow) -> float:
         """A run's median seconds per training epoch (robust to an epoch stretched by a paused
