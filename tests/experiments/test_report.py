@@ -238,14 +238,17 @@ def test_a_validation_table_tests_on_the_validation_split_only(tmp_path):
     assert valid_row.count(" | ") > test_row.count(" | ")  # p columns only where they could be
 
 
-def test_validation_curves_leave_out_a_model_that_trains_no_epochs(figures, tmp_path):
+def test_validation_curves_leave_out_a_model_that_trains_no_epochs_and_wrap_the_title(
+    figures, tmp_path
+):
     """Popularity writes no metrics.jsonl; a curves section with it beside a trained model
     draws the trained one instead of failing the whole report."""
     from cranerec.experiments.runner import run_experiment
     from cranerec.experiments.spec import parse_spec
 
     raw = tiny_spec(models=["pop", "bpr"], seeds=[1], reference={})
-    raw["report"] = [{"kind": "curves", "metrics": ["recall@20"]}]
+    title = "Validation Recall@20 per epoch on a dataset with a long name (mean over seeds)"
+    raw["report"] = [{"kind": "curves", "metrics": ["recall@20"], "title": title}]
     spec = parse_spec(raw)
     store = Store(tmp_path / "store")
     run_experiment(spec, store, progress=False)
@@ -255,3 +258,5 @@ def test_validation_curves_leave_out_a_model_that_trains_no_epochs(figures, tmp_
         ln.get_label() for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")
     ]
     assert len(labels) == 1 and labels[0].startswith("bpr ")
+    # a long title is wrapped, not cut at the figure's edge
+    assert all(len(line) <= 70 for line in fig.axes[0].get_title().splitlines())

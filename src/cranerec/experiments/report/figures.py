@@ -4,6 +4,7 @@ heatmaps, curves, embedding maps and the efficiency plot."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -366,7 +367,9 @@ def figure_efficiency(ctx: Context, section: ReportSection, path: Path) -> tuple
 
 
 def _title(ctx: Context, section: ReportSection, dataset: str, groups: list[Group]) -> str:
+    """The figure's title, wrapped so that a long one stays inside the figure."""
     synthetic = any(r.results.get("synthetic_data") for g in groups for r in g.runs)
-    return f"{section.title or ctx.spec.name} — {dataset}" + (
+    title = f"{section.title or ctx.spec.name} — {dataset}" + (
         " (SYNTHETIC data)" if synthetic else ""
     )
+    return textwrap.fill(title, width=70)
