@@ -25,6 +25,26 @@ def test_experiment_status_then_run_then_report(tmp_path, capsys):
     assert (store / "report.md").exists() and "## tiny" in (store / "report.md").read_text()
 
 
+def test_report_of_some_specs_of_a_shared_store(tmp_path, capsys):
+    """One store holds several specs; `--specs` writes the report of the named ones only, and a
+    name the store lacks is one error listing the specs it has (nothing written)."""
+    store = tmp_path / "store"
+    for name in ("first", "second"):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(
+            yaml.safe_dump(tiny_spec(name=name, models=["pop"], seeds=[1], reference={}))
+        )
+        assert main(["experiment", str(spec), "--store", str(store)]) == 0
+    out = tmp_path / "docs" / "second.md"
+    assert main(["report", str(store), "--specs", "second", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## second" in text and "## first" not in text
+    assert main(["report", str(store), "--specs", "thrid", "--out", str(tmp_path / "x.md")]) == 2
+    err = capsys.readouterr().err
+    assert "thrid" in err and "first, second" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.md").exists()
+
+
 def test_a_bad_spec_is_an_error_naming_the_key(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec(seedz=[1])))

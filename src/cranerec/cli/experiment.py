@@ -60,7 +60,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from cranerec.experiments.report import write_report
 
-    _out(f"wrote {write_report(args.results, args.out, args.storage)}")
+    _out(f"wrote {write_report(args.results, args.out, args.storage, only=args.specs)}")
     return 0
 
 
@@ -123,5 +123,9 @@ def add_parsers(sub) -> None:
     rp = sub.add_parser("report", help="write the Markdown report (and PNGs) of a result store")
     rp.add_argument("results", help="a result store directory (cranerec experiment --store)")
     rp.add_argument("--out", help="Markdown file (default RESULTS/report.md); PNGs beside it")
+    rp.add_argument(
+        "--specs", nargs="+", metavar="SPEC",
+        help="report only these of the store's specs (default: every spec in it)",
+    )  # fmt: skip
     rp.add_argument("--storage", help="Optuna storage URL, when the search used another")
     rp.set_defaults(func=_cmd_report)

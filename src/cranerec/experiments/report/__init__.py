@@ -197,19 +197,32 @@ def load_store_specs(store: Store) -> list[ExperimentSpec]:
 
 
 def write_report(
-    results: str | Path, out: str | Path | None = None, storage: str | None = None
+    results: str | Path,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    only: list[str] | None = None,
 ) -> Path:
     """Write the report of the store ``results`` to ``out`` (default ``RESULTS/report.md``),
-    its figures beside it; returns the Markdown file's path."""
+    its figures beside it; returns the Markdown file's path. ``only``: report just these of
+    the store's specs (by name; a name the store lacks is an error listing what it has)."""
+    from cranerec.config import ConfigError
+
     root = Path(results)
     if not (root / "index.sqlite3").exists():
-        from cranerec.config import ConfigError
-
         raise ConfigError(f"{root} is not an experiment store (no index.sqlite3)")
     store = Store(root)
+    specs = load_store_specs(store)
+    if only:
+        names = [s.name for s in specs]
+        missing = [n for n in only if n not in names]
+        if missing:
+            raise ConfigError(
+                f"--specs: {', '.join(missing)} not in the store {root} "
+                f"(it has: {', '.join(names) or 'no spec'})"
+            )
+        specs = [s for s in specs if s.name in only]
     out_path = Path(out) if out else root / "report.md"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    specs = load_store_specs(store)
     parts = ["# Experiment report", "", f"Store `{os.path.relpath(root, out_path.parent)}`; specs: {', '.join(s.name for s in specs) or 'none'}. "
              "Tables: mean ± std over seeds, the best value in **bold** and the second <u>underlined</u>. "
              "Every table and figure names the spec, seeds and run directories behind it.", ""]  # fmt: skip
