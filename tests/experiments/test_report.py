@@ -260,3 +260,25 @@ def test_validation_curves_leave_out_a_model_that_trains_no_epochs_and_wrap_the_
     assert len(labels) == 1 and labels[0].startswith("bpr ")
     # a long title is wrapped, not cut at the figure's edge
     assert all(len(line) <= 70 for line in fig.axes[0].get_title().splitlines())
+
+
+def test_validation_curves_show_a_seed_that_trained_longer_and_each_seeds_best(figures, tmp_path):
+    """The mean over seeds stops at the shortest seed; a seed that trained on stays visible to
+    its last epoch, and the legend gives the seeds' own best (not the cut mean's)."""
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec(models=["bpr"], seeds=[1, 2], reference={})
+    raw["report"] = [{"kind": "curves", "metrics": ["recall@20"]}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    longer = store.run_dir(store.runs(spec.name)[1].run_id) / "metrics.jsonl"
+    with longer.open("a") as f:  # seed 2 went on to a better third epoch
+        f.write(json.dumps({"epoch": 3, "valid": {"recall@20": 0.9}}) + "\n")
+    report.spec_report(spec, store, tmp_path)
+    (fig,) = figures
+    lines = fig.axes[0].get_lines()
+    assert max(max(ln.get_xdata()) for ln in lines) == 3
+    (label,) = [ln.get_label() for ln in lines if not ln.get_label().startswith("_")]
+    assert label.endswith(", 3)") and "mean over seeds" in label
