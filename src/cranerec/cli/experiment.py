@@ -105,7 +105,8 @@ def add_parsers(sub) -> None:
     x.add_argument(
         "--adopt", nargs="+", default=[], metavar="RUN_DIR",
         help="first take these run directories (from `cranerec train --out`) into the store "
-        "where their config and data match a run of the spec, so it is not trained again",
+        "where their config and data match a run of the spec, so it is not trained again; the "
+        "spec's other runs are then trained as usual (add --status to adopt and train nothing)",
     )  # fmt: skip
     x.add_argument("--storage", help="Optuna storage URL of the search (e.g. postgresql://...)")
     pick = x.add_argument_group(
