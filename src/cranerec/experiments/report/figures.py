@@ -134,14 +134,15 @@ def figure_curves(
             continue
         mean = np.mean([c[:n] for c in curves], axis=0)
         epochs = np.arange(1, n + 1)
-        if len(curves) > 1:  # each seed's best, not the best of a mean cut at the shortest seed
+        several = len(curves) > 1
+        if several:  # each seed's best, not the best of a mean cut at the shortest seed
             bests = [max(c) for c in curves]
             at = ", ".join(str(int(np.argmax(c)) + 1) for c in curves)
             label = f"{g.label} (best {np.mean(bests):.4f} mean over seeds, at epochs {at})"
         else:
             label = f"{g.label} (best {mean.max():.4f} at epoch {int(mean.argmax()) + 1})"
         (line,) = ax.plot(epochs, mean, label=label, marker="o" if n < 15 else None, markersize=3)
-        if len(curves) > 1:
+        if several:
             sd = np.std([c[:n] for c in curves], axis=0, ddof=1)
             ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
             for c in curves:  # seeds that train on past the shortest one, thin
