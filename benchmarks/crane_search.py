@@ -28,7 +28,10 @@ from cranerec.train import build_config, train_run
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiktok"
 
-# project_before_profile=true pins the default the trials ran with (no effect with concat)
+# the model the trials ran with (CRANE's defaults then): trials override parts of it;
+# project_before_profile=true pins that default too (no effect with concat)
+THEN = ["model.gcn_weights=true", "model.semantic_user=sum", "model.cl_weight=0.1",
+        "model.init=torch", "model.rca_width=64", "model.rca_keys=0"]  # fmt: skip
 STAGE1_COMMON = [
     "model.fusion=concat", "model.project_before_profile=true", "train.patience=10", "train.epochs=80",
 ]  # fmt: skip
@@ -119,7 +122,7 @@ def main() -> None:
     for stage in ("1", "2") if args.stage == "all" else (args.stage,):
         common, trials = STAGES[stage]
         for name, sets in trials.items():
-            overrides = ["train.progress=false", *common, *sets]
+            overrides = ["train.progress=false", *THEN, *common, *sets]
             train_run(
                 build_config(model="crane", data=args.data, overrides=overrides),
                 args.runs / name,

@@ -77,7 +77,7 @@ def test_models_lists_every_model_with_settings(capsys):
     # every run's settings, and what a preset changes (not a copy of the defaults)
     assert "train.patience: int = 20" in out and "data.user_min: int = 4" in out
     assert "eval.protocol: 'mmrec' | 'strict' = 'mmrec'" in out
-    assert "preset tiktok changes: model.semantic_user='mean'" in out
+    assert "preset tiktok changes: model.init='torch', model.rca_width=64" in out
 
 
 def test_models_name_prints_the_whole_description(capsys):
@@ -296,9 +296,11 @@ def test_a_warning_is_printed_once_per_command():
     assert proc.stderr.count("the same thing") == 2  # once per command, two commands
 
 
-def test_crane_at_its_defaults_on_real_data_points_to_the_validated_presets(tmp_path, capsys):
-    # the defaults are the paper's settings, which train far below LightGCN on real data: a user
-    # who gives no preset is told where to start (not with a preset, nor for another model)
+def test_crane_at_its_defaults_on_real_data_says_what_they_are_and_where_the_papers_are(
+    tmp_path, capsys
+):
+    # the defaults are the model validated on Amazon Sports with text, not the paper's Table 3:
+    # a user who gives no preset is told so (not with a preset, nor for another model)
     from cranerec.data import make_synthetic
     from cranerec.data.mmrec import save_mmrec
 
@@ -315,7 +317,8 @@ def test_crane_at_its_defaults_on_real_data_points_to_the_validated_presets(tmp_
     crane = [*base, "model.knn_k=3", "--model", "crane"]
     assert main([*crane, "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    assert "note: CRANE's defaults" in err and "--preset sports_text" in err
+    assert "note: CRANE's defaults are the sports_text preset's model" in err
+    assert "baby, sports, clothing, electronics" in err and "--preset tiktok" in err
     for argv in ([*crane, "--preset", "tiktok"], [*base, "--model", "lightgcn"]):
         assert main([*argv, "--out", str(tmp_path / argv[-1])]) == 0
         assert "note:" not in capsys.readouterr().err

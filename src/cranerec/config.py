@@ -140,10 +140,11 @@ class Settings:
     #: Settings that change speed or memory only, not results (beyond float rounding): left out
     #: of a run's id and free to change on resume (e.g. a block size). A model's config names its.
     RUNTIME: typing.ClassVar[frozenset[str]] = frozenset()
-    #: Settings added after result stores existed: left out of a run's id while at their default,
-    #: so the ids of runs stored before them stay valid (a run that changes one gets a new id).
+    #: Settings added after result stores existed, each with the value every run had before it
+    #: existed: left out of a run's id while at that value, so the ids of runs stored before them
+    #: stay valid (a run that changes one gets a new id), even if the default changes later.
     #: A RUNTIME setting added later belongs here too (RUNTIME alone keeps it in the id).
-    ADDED: typing.ClassVar[frozenset[str]] = frozenset()
+    ADDED: typing.ClassVar[dict[str, typing.Any]] = {}
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))

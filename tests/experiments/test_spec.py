@@ -163,8 +163,17 @@ def test_a_block_size_is_not_part_of_a_run_id_and_older_ids_stay_valid():
     # init=xavier, Sec. 4.3.2, is a new model)
     ids = {m: run_id(build_config(model=m), "fp", "1.0") for m in ("lightgcn", "camgr")}
     assert ids == {"lightgcn": "e5664509f986daa3", "camgr": "73b8c559083d2a88"}
-    # CRANE's default id as at 206f403: settings added since (rca_cache_mb, a RUNTIME one) must
-    # not move it, or every stored CRANE run would train again
-    assert run_id(build_config(model="crane"), "fp", "1.0") == "1bdced83ac9bd4a4"
+    # CRANE's presets' ids as at 249831f: neither settings added since (rca_cache_mb, a RUNTIME
+    # one) nor new defaults (rca_keys 2048: ADDED keeps the value runs had before it) may move
+    # them, or every stored CRANE run would train again
+    presets = {
+        p: run_id(build_config(model="crane", preset=p), "fp", "1.0")
+        for p in ("tiktok", "sports_text", "sports")
+    }
+    assert presets == {
+        "tiktok": "9ecce9f37f4d830b",
+        "sports_text": "e2d3ed046c3b287d",
+        "sports": "2d0efd94153ec84d",
+    }
     longer = build_config(model="lightgcn", overrides=["train.min_epochs=5"])
     assert run_id(longer, "fp", "1.0") != ids["lightgcn"]  # a setting added later, changed

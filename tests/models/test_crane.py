@@ -1,4 +1,4 @@
-"""CRANE (work in progress, issue 4): the properties its design relies on."""
+"""CRANE: the properties its design relies on, equation by equation."""
 
 import numpy as np
 import pytest
@@ -8,10 +8,15 @@ from cranerec.config import ConfigError, from_dict
 from cranerec.models.crane import CRANE, CRANEConfig
 from cranerec.train.sampler import InteractionSampler
 
+#: The paper's model (W^(l), h_u a sum as Eq. 16, Xavier, exact RCA, beta 0.1): what these
+#: tests check equation by equation; the defaults differ (the sports_text preset's model).
+PAPER = {"gcn_weights": True, "semantic_user": "sum", "init": "xavier", "rca_width": 64,
+         "rca_keys": 0, "cl_weight": 0.1}  # fmt: skip
+
 
 def _model(data, **settings):
     torch.manual_seed(0)
-    return CRANE(data, from_dict(CRANEConfig, {"rca_rounds": 2, "knn_k": 5, **settings}))
+    return CRANE(data, from_dict(CRANEConfig, {"rca_rounds": 2, "knn_k": 5, **PAPER, **settings}))
 
 
 def _batch(data):
@@ -467,3 +472,14 @@ def test_linear_profiles_are_projected_without_the_raw_profile(tiny_data, profil
         (fast * fast).sum().backward()
         torch.testing.assert_close(fast, literal)
         torch.testing.assert_close([lin.weight.grad, lin.bias.grad], want)
+
+
+def test_defaults_train_the_sports_text_model_and_table_3_presets_the_papers():
+    from cranerec.train import build_config
+
+    default = build_config(model="crane")
+    assert default.model == build_config(model="crane", preset="sports_text").model
+    for name in ("baby", "sports", "clothing", "electronics"):
+        paper = build_config(model="crane", preset=name).model
+        assert (paper.gcn_weights, paper.semantic_user, paper.init) == (True, "sum", "xavier")
+        assert (paper.rca_keys, paper.rca_width, paper.activation) == (0, 64, "leaky_relu")

@@ -167,7 +167,8 @@ def identity_dict(config: RunConfig) -> dict[str, Any]:
     the model's speed-only settings (its config's ``RUNTIME``) at their defaults: a run keeps
     its id whatever block size it ran with, and ids made before these settings left the id
     (when every run used the defaults) stay valid. Settings a config lists in ``ADDED`` (added
-    after stores existed) are left out while at their default, for the same reason."""
+    after stores existed) are left out while at the value runs had before them, for the same
+    reason."""
     d = config.to_dict()
     for section, key in ID_FREE_KEYS:
         if isinstance(d.get(section), dict):
@@ -176,10 +177,8 @@ def identity_dict(config: RunConfig) -> dict[str, Any]:
     for key in type(config.model).RUNTIME:
         d["model"][key] = getattr(defaults, key)
     for section in ("data", "train", "eval", "model"):  # settings added later, at their default
-        settings = getattr(config, section)
-        defaults = type(settings)()
-        for key in type(settings).ADDED:
-            if d[section].get(key) == getattr(defaults, key):
+        for key, before in type(getattr(config, section)).ADDED.items():
+            if d[section].get(key) == before:
                 d[section].pop(key, None)
     return d
 

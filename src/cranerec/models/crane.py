@@ -1,8 +1,8 @@
 """CRANE: Cross-modal Recursive Attention Network with dual graph Embedding (the paper's model).
 
-Defaults follow the paper where it speaks and our measurements where it is silent; ``tiktok`` is
-what TikTok's validation split chose, the paper's Table 3 points ship as ``baby``, ``sports``,
-``clothing``, ``electronics``. Every decision and its measurement: docs/crane.md.
+Defaults: the ``sports_text`` preset's model, chosen on Amazon Sports with text's validation split
+(no W^(l), mean h_u, beta 0, orthogonal init, RCA width 128 over 2,048 sampled keys); ``tiktok``:
+TikTok's; the paper's Table 3: ``baby``, ``sports``, ``clothing``, ``electronics`` (docs/crane.md).
 
 Ablations and variants as settings (``--set model.<key>=<value>``):
     w/o item graph -> ``item_graph=false`` (h = 0, so the contrastive term is 0 too);
@@ -41,24 +41,23 @@ every step, ``"once"`` never: S~ of the initial features, frozen, RCA untrained 
 
 RCA's cost: ``rca_keys=S`` estimates each attention sum over the n = users + items keys
 (Eq. 10-11) without bias from S keys drawn uniformly per call (O(n S w) instead of O(n^2 w));
-0 (default) is exact. ``rca_cache_mb`` keeps score blocks for the backward (same numbers);
+0 is exact, as is S >= n. ``rca_cache_mb`` keeps score blocks for the backward (same numbers);
 ``train --distributed`` shards the rows. When to use which: docs/crane.md ("Cost").
 
 Training schedule: ``cl_warmup_epochs`` / ``cl_ramp_epochs`` switch the contrastive term on late
 and ramp it up (``contrastive_weight``); ``cl_loss`` chooses InfoNCE (the paper's), ``align``
 (1 - cos, no negatives) or ``centred`` (InfoNCE of batch-centred views); at beta = 0 the term is
-not computed. ``init="xavier"`` (Sec. 4.3.2) initialises W^(l) and the feature projections with
-Xavier-uniform weights and zero biases; ``"torch"`` keeps PyTorch's Linear default (the
-``tiktok`` preset was validated with it); ``"orthogonal"`` makes them orthogonal and RCA's
-residual W_f the identity, so that the first item graph keeps the features' own neighbourhoods
-(with Xavier, R random maps scramble them: docs/crane.md). Pair with ``train.min_epochs``.
+not computed. ``init="xavier"`` (Sec. 4.3.2) gives W^(l) and the feature projections Xavier
+weights and zero biases; ``"torch"``, PyTorch's Linear default (``tiktok``'s); ``"orthogonal"``
+orthogonal ones and RCA's W_f = I, so that the first item graph keeps the features' own
+neighbourhoods (Xavier's R random maps scramble them: docs/crane.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -96,6 +95,8 @@ from cranerec.nn.profiles import PROFILES
 INITS = {"xavier": nn.init.xavier_uniform_, "orthogonal": nn.init.orthogonal_}  # ``init``
 _VALIDATED = {"semantic_user": "mean", "cl_weight": 0.0, "gcn_weights": False}  # both presets
 _VALIDATED_TRAIN = {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20}
+_PAPER = {"gcn_weights": True, "semantic_user": "sum", "init": "xavier",  # Table 3's model
+          "rca_width": 64, "rca_keys": 0}  # fmt: skip
 Losses = tuple[Tensor, dict[str, Tensor]]
 
 
@@ -104,30 +105,29 @@ class CRANEConfig(Settings):
     """CRANE settings (see the module docstring for the paper symbols)."""
 
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"rca_block_size", "rca_cache_mb"})
-    ADDED: ClassVar[frozenset[str]] = frozenset(
-        {"graph_every", "cl_loss", "cl_warmup_epochs", "cl_ramp_epochs", "rca_keys", "rca_cache_mb"}
-    )
+    ADDED: ClassVar[dict[str, Any]] = {"graph_every": 1, "cl_loss": "infonce", "rca_keys": 0,
+        "cl_warmup_epochs": 0, "cl_ramp_epochs": 0, "rca_cache_mb": 2048}  # fmt: skip
 
     embedding_dim: int = 64
     ui_layers: int = 2
     ii_layers: int = 1
-    gcn_weights: bool = True
+    gcn_weights: bool = False  # the paper's W^(l): True (its presets)
     activation: Activation = "none"
     dropedge: DropEdgeMode = "degree_sampled"
     dropedge_keep: float = 0.8
     rca_rounds: int = 3
-    rca_width: int = 64
+    rca_width: int = 128
     rca_share_weights: bool = True
     rca_block_size: int = 128  # fastest on 2 CPU cores (benchmarks/rca_speed.py); RUNTIME
     rca_cache_mb: int = 2048  # RCA score blocks kept for the backward (same numbers); RUNTIME
     rca_score_scale: float | None = None  # None: 1/sqrt(rca_width)
-    rca_keys: int = 0  # 0: exact RCA; S > 0: each attention sums S sampled keys (unbiased)
+    rca_keys: int = 2048  # 0: exact RCA; S > 0: each attention sums S sampled keys (unbiased)
     rca_value_scale: Literal["mean", "none"] = (
         "mean"  # "mean": 1/(M+N) on C X W_a; "none": the literal Eq. 11
     )
     feature_norm: Literal["l2", "none"] = "l2"  # per item, before profiles
     profile: Literal["sum", "mean", "max", "attention"] = "sum"  # Eq. 5 (attention: Sec. 4.8)
-    semantic_user: Literal["sum", "mean", "sqrt"] = "sum"  # Eq. 16; sqrt: sum / sqrt(|N_u|)
+    semantic_user: Literal["sum", "mean", "sqrt"] = "mean"  # Eq. 16 (sum); sqrt: / sqrt(|N_u|)
     exclude_target: bool = False  # training: leave the scored positive's own term out of h_u
     project_before_profile: bool = False  # True: project item features, then aggregate
     fusion: str = "rca"  # "rca" | "concat" | "sum" | "average" | a modality name (Sec. 4.6)
@@ -136,13 +136,13 @@ class CRANEConfig(Settings):
     knn_k: int = 10
     graph_cadence: Literal["epoch", "step", "every", "once"] = "epoch"
     graph_every: int = 1  # with graph_cadence=every: rebuild every graph_every training steps
-    cl_weight: float = 0.1
+    cl_weight: float = 0.0  # the paper's beta: 0.6-0.8 (its presets)
     cl_loss: Literal["infonce", "align", "centred"] = "infonce"
     cl_warmup_epochs: int = 0  # the contrastive term is off for these first epochs ...
     cl_ramp_epochs: int = 0  # ... then rises linearly to cl_weight over these
     temperature: float = 0.2
     reg_weight: float = 1e-4
-    init: Literal["xavier", "torch", "orthogonal"] = "xavier"  # Sec. 4.3.2; see the docstring
+    init: Literal["xavier", "torch", "orthogonal"] = "orthogonal"  # Sec. 4.3.2: xavier
 
     def validate(self) -> None:
         if min(self.embedding_dim, self.rca_rounds, self.rca_width, self.knn_k) < 1:
@@ -172,10 +172,11 @@ class CRANE(Model):
     name = "crane"
     Config = CRANEConfig
     min_modalities = 1
-    defaults_note = "CRANE's defaults are the paper's settings, which train well below LightGCN on TikTok and Amazon Sports; start from --preset sports_text (item text) or --preset tiktok (docs/crane.md)"  # fmt: skip
+    defaults_note = "CRANE's defaults are the sports_text preset's model (chosen on Amazon Sports with text's validation split); the paper's settings are the presets baby, sports, clothing, electronics; TikTok's: --preset tiktok (docs/crane.md)"  # fmt: skip
     presets = {  # Table 3 of the paper, with its common settings (Sec. 4.3.2)
         name: {
             "model": {
+                **_PAPER,
                 "ui_layers": 2,
                 "ii_layers": 1,
                 "activation": "leaky_relu",  # Eq. 3-4 keep sigma (unnamed: NGCF's, as Eq. 3-4)
@@ -195,7 +196,7 @@ class CRANE(Model):
         }.items()
     } | {  # chosen on validation splits: TikTok's, Amazon Sports with text's (docs/crane.md)
         "tiktok": {  # torch init: what the preset was validated with
-            "model": {**_VALIDATED, "project_before_profile": False, "init": "torch"},
+            "model": {**_VALIDATED, "init": "torch", "rca_width": 64, "rca_keys": 0},
             "train": {**_VALIDATED_TRAIN},
         },
         "sports_text": {  # approximate RCA: exact costs minutes an epoch there on a CPU

@@ -53,7 +53,7 @@ class TrainConfig(Settings):
     progress: bool = True
     min_epochs: int = 0
 
-    ADDED: ClassVar[frozenset[str]] = frozenset({"min_epochs"})
+    ADDED: ClassVar[dict[str, Any]] = {"min_epochs": 0}
 
     def validate(self) -> None:
         for key, low in (("epochs", 0), ("batch_size", 1), ("patience", 1), ("threads", 0)):
