@@ -222,3 +222,26 @@ def test_the_curve_is_drawn_before_the_run_is_marked_finished(tmp_path, tiny_dat
     train_run(build_config(model="bpr", overrides=FAST, seed=1), tmp_path / "r", tiny_data)
     assert seen == [False]
     assert json.loads((tmp_path / "r" / "results.json").read_text())["model"] == "bpr"
+
+
+def test_a_run_stored_before_a_setting_existed_reads_as_it_ran_not_as_todays_default(tmp_path):
+    # rca_keys came after early CRANE runs (they ran exact RCA, 0), and its default is now 2048:
+    # an old config.yaml without the key must read as exact RCA, or serving the run would change
+    import yaml
+
+    from cranerec.train.run import read_run_config
+
+    raw = build_config(model="crane").to_dict()
+    for section, key in (("model", "rca_keys"), ("model", "cl_loss"), ("train", "min_epochs")):
+        del raw[section][key]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    config = read_run_config(tmp_path)
+    assert (config.model.rca_keys, config.model.cl_loss, config.train.min_epochs) == (
+        0,
+        "infonce",
+        0,
+    )
+    assert build_config(model="crane").model.rca_keys == 2048  # a new run: today's default
+    raw["model"]["rca_keys"] = 512  # a key that is stored wins
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert read_run_config(tmp_path).model.rca_keys == 512

@@ -6,6 +6,7 @@ flags. The ``model`` section holds ``name`` plus that model's own typed settings
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from dataclasses import dataclass, field
@@ -103,6 +104,22 @@ def check_seed(seed: Any) -> None:
 
 
 TOP_KEYS = ("model", "seed", "data", "train", "eval", "preset")
+
+
+def with_settings_added_since(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (a run directory's ``config.yaml``) with each setting added after it was
+    written (``ADDED``) at the value the run had then, not at today's default: a default that
+    changes later must not change what an old run computes when it is served or resumed."""
+    sections: dict[str, Any] = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("name"), str):
+        with contextlib.suppress(ValueError):  # an unknown model: resolve_config names it
+            sections["model"] = get_model_class(model["name"]).Config
+    out = dict(raw)
+    for section, cls in sections.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {**cls.ADDED, **out[section]}
+    return out
 
 
 def resolve_config(raw: dict[str, Any]) -> RunConfig:

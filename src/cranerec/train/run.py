@@ -34,6 +34,7 @@ from cranerec.train.config import (
     replace,
     resolve_config,
     with_absolute_data_path,
+    with_settings_added_since,
 )
 from cranerec.train.curve import plot_training_curve
 from cranerec.train.distributed import Ranks
@@ -110,7 +111,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
             f"{path} does not name the run's model (model.name): it is empty or not a config "
             "cranerec wrote; restore it, or delete the run directory to train it again"
         )
-    return resolve_config(raw)
+    return resolve_config(with_settings_added_since(raw))
 
 
 #: Settings ``extend_run`` may raise on a run trained before: how long it trains, nothing else.
