@@ -176,7 +176,7 @@ def identity_dict(config: RunConfig) -> dict[str, Any]:
     defaults = type(config.model)()
     for key in type(config.model).RUNTIME:
         d["model"][key] = getattr(defaults, key)
-    for section in ("data", "train", "eval", "model"):  # settings added later, at their default
+    for section in ("data", "train", "eval", "model"):  # added later, at their earlier value
         for key, before in type(getattr(config, section)).ADDED.items():
             if d[section].get(key) == before:
                 d[section].pop(key, None)
