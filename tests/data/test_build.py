@@ -106,7 +106,13 @@ def test_missing_columns_are_named(tmp_path):
      ({"split_ratios": (0.8, 0.2)}, "--ratios"),
      ({"min_rating": 3.0}, "--min-rating needs --rating-col"),
      ({"user_min": 0}, "--user-min"),
-     ({"split_seed": "paper9"}, "--split-seed")],
+     ({"split_seed": "paper9"}, "--split-seed"),
+     ({"split_ratios": (float("nan"), 1.0, 1.0)}, "--ratios"),
+     ({"split_ratios": (float("inf"), 1.0, 1.0)}, "--ratios"),
+     ({"split_ratios": (0.8, float("inf"), 0.1)}, "--ratios"),
+     ({"item_col": "user"}, "column 'user' is named by more than one of --user-col, --item-col"),
+     ({"time_col": "item"}, "column 'item' is named by more than one"),
+     ({"rating_col": "r", "min_rating": float("nan")}, "--min-rating must be a finite number")],
 )  # fmt: skip
 def test_log_config_refuses_unusable_settings(settings, message):
     with pytest.raises(DataError, match=message):
@@ -156,3 +162,31 @@ def test_an_epoch_among_dates_is_named_as_not_a_date(tmp_path):
     config = LogConfig(time_col="ts", split="temporal")
     with pytest.raises(DataError, match=r"line 4: ts 'x1406007071' is not a date as the column"):
         split_log(read_log(path, config), config, str(path))
+
+
+def test_a_rating_threshold_above_every_rating_names_min_rating(tmp_path):
+    rows = [("a", "x", "1", "3"), ("b", "y", "2", "5")]
+    with pytest.raises(DataError, match=r"no row has r >= 9.0 \(--min-rating; the highest is 5\)"):
+        build(tmp_path, rows, ("user", "item", "time", "r"), rating_col="r", min_rating=9.0)
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf"])
+def test_an_infinite_time_names_its_line(tmp_path, bad):
+    rows = [("a", "x", "1"), ("a", "y", bad), ("b", "x", "3")]
+    with pytest.raises(DataError, match=rf"log\.csv: line 3: time '{bad}' is not a finite number"):
+        build(tmp_path, rows, time_col="time", split="temporal")
+
+
+def test_nulls_in_a_parquet_log_are_empty_cells_named_by_line(tmp_path):
+    import pandas as pd
+
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"user": ["a", "a", None], "item": ["x", "y", "z"]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"log\.parquet: line 4: empty user"):
+        read_log(path, LogConfig())
+    pd.DataFrame({"user": [1.0, 2.0, None], "item": [7, 8, 9]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"line 4: empty user"):
+        read_log(path, LogConfig())
+    pd.DataFrame({"user": [1.0, 2.0], "item": [7, 8]}).to_parquet(path)
+    assert read_log(path, LogConfig())["user"].tolist() == ["1", "2"]  # not "1.0"

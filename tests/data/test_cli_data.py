@@ -314,3 +314,32 @@ def test_build_with_text_features_then_train_and_recommend_raw_ids(capsys, tmp_p
     recs = pd.read_csv(recs_file, dtype=str)
     assert set(recs["user_id"]) == set(latest)
     assert set(recs["item_id"]) <= set(ids[:11])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--split", "last", "--ratios", "1", "1", "1"), "--ratios: --split last takes no ratios"),
+     (("--split", "temporal", "--split-seed", "3"), "--split-seed: --split temporal is not random")],
+)  # fmt: skip
+def test_a_setting_the_split_would_ignore_is_one_line_not_silence(capsys, tmp_path, flags, message):
+    code, stdout, err = run(capsys, *build_args(tmp_path, tmp_path / "shop", *flags))
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert stdout == "" and not (tmp_path / "shop").exists()
+
+
+def test_build_into_a_file_says_it_is_a_file_and_keeps_it(capsys, tmp_path):
+    out = tmp_path / "shop"
+    out.write_text("mine")
+    code, _, err = run(capsys, *build_args(tmp_path, out))
+    assert code == 2 and "--out" in err and "is a file" in err
+    assert out.read_text() == "mine"
+
+
+def test_a_usage_error_is_one_line_naming_the_option_and_the_help(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(build_args(tmp_path, tmp_path / "shop", "--split", "bogus"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert (
+        "argument --split: invalid choice: 'bogus'" in err and "cranerec data build --help" in err
+    )

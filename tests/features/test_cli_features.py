@@ -188,6 +188,15 @@ BAD_INPUT = {
                       "--model {tmp}/nowhere: no such directory"),
     "model-junk-dir": ("id,title\n1,a\n", ["--model", "{tmp}/junk"],
                        "--model {tmp}/junk: not a sentence-transformers model"),
+    "empty-item-ids": ("id,title\n1,a\n", ["--item-ids", "{tmp}/empty.txt"],
+                       "--item-ids: the list has no item ids"),
+    "repeated-item-ids": ("id,title\n1,a\n", ["--item-ids", "{tmp}/twice.txt"],
+                          "--item-ids: item id '1' is listed more than once"),
+    "column-named-twice": ("id,title\n1,a\n", ["--text-cols", "title,title"],
+                           "--text-cols: ['title'] named more than once"),
+    "out-is-a-file": ("id,title\n1,a\n", ["--out", "{tmp}/ids.txt"],
+                      "--out {tmp}/ids.txt: is a file, not a folder"),
+    "data-not-found": ("id,title\n1,a\n", ["--data", "{tmp}/nope"], "--data {tmp}/nope: "),
 }  # fmt: skip
 
 
@@ -196,6 +205,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys, ta
     items = tmp_path / "items.csv"
     items.write_bytes(table.encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
     write(tmp_path / "ids.txt", "1\n7\n")
+    write(tmp_path / "empty.txt", "\n  \n")
+    write(tmp_path / "twice.txt", "1\n1\n")
     (tmp_path / "junk").mkdir()
     write(tmp_path / "junk" / "weights.bin", "junk")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -207,14 +218,16 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys, ta
         str(items),
         "--id-col",
         "id",
-        *args,
         "--out",
         str(tmp_path / "out"),
+        *args,
         "--quiet",
     ]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert main(argv) == 2
     assert message.replace("{tmp}", str(tmp_path)) in error_of(capsys)
     assert not (tmp_path / "out").exists()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_features_already_in_out_are_kept_unless_overwrite_is_given(tmp_path, items, capsys):
@@ -244,3 +257,19 @@ def test_no_progress_bar_off_a_terminal_and_threads_caps_torch(tmp_path, items, 
     assert "Batches" not in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "b"), "--threads", "0"]) == 2
     assert "--threads must be >= 1" in error_of(capsys)
+
+
+def test_a_text_model_that_cannot_embed_text_names_the_model_flag(tmp_path, capsys, monkeypatch):
+    # a CLIP image tower loads as a SentenceTransformer and fails only in encode()
+    def refuse(*args, **kwargs):
+        raise ValueError("Modality 'text' is not supported by this model")
+
+    monkeypatch.setattr("cranerec.features.text.embed_text", refuse)
+    items = write(tmp_path / "items.csv", "id,title\n1,a\n")
+    argv = ["features", "text", str(items), "--id-col", "id", "--text-cols", "title"]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = error_of(capsys)
+    assert (
+        "--model " in err and "cannot embed text with it" in err and "sentence-transformers" in err
+    )
+    assert not (tmp_path / "o").exists()

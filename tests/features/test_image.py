@@ -201,3 +201,17 @@ def test_a_model_path_that_is_not_a_vision_model_is_an_error(images, files, mess
     assert (
         err.startswith(f"cranerec: error: --model {model}: {message}") and err.count("\n") == 1
     ), err
+
+
+def test_a_16_bit_greyscale_image_keeps_its_grey_levels(tmp_path):
+    # Pillow's convert("RGB") clips 16-bit pixels at 255: a gradient became two grey levels
+    from PIL import Image
+
+    from cranerec.features.image import open_image
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgb = np.asarray(open_image(tmp_path / "deep.png"))
+    assert rgb.shape == (8, 64, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255 and len(np.unique(rgb)) == 64
+    assert np.all(np.diff(rgb[0, :, 0].astype(int)) > 0)  # the ramp still rises

@@ -240,3 +240,17 @@ def test_a_tsv_read_with_csv_quoting_warns_when_quoted_cells_span_lines(tmp_path
     with pytest.warns(DataWarning, match="4 lines read as 3 rows"):
         table = read_item_table(path, "sku", ["title"])
     assert table.columns["title"].tolist() == ["two\nlines", "glove"]
+
+
+def test_a_null_id_in_a_parquet_table_is_an_empty_id_named_by_line(tmp_path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"sku": [1.0, 2.0, None], "title": ["a", "b", "c"]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"t\.parquet: line 4: empty sku"):
+        read_item_table(path, "sku", ["title"])
+    pd.DataFrame({"sku": [1.0, 2.0], "title": ["a", "b"]}).to_parquet(path)
+    assert read_item_table(path, "sku", ["title"]).ids.tolist() == ["1", "2"]
+
+
+def test_a_folder_given_as_the_table_is_named_as_a_folder(tmp_path):
+    with pytest.raises(DataError, match="is a folder; give the item table's file"):
+        read_item_table(tmp_path, "sku", ["title"])

@@ -109,11 +109,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
 
+    if args.ratios is not None and args.split not in ("random", "temporal"):
+        raise ValueError(f"--ratios: --split {args.split} takes no ratios; leave --ratios out")
+    if args.split_seed is not None and args.split != "random":
+        raise ValueError(f"--split-seed: --split {args.split} is not random; leave it out")
     cols = tuple(c.strip() for c in (args.text_cols or "").split(",") if c.strip())
     log_config = LogConfig(
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
         rating_col=args.rating_col, min_rating=args.min_rating, split=args.split,
-        split_seed=args.split_seed, split_ratios=tuple(args.ratios), user_min=args.user_min,
+        split_seed=args.split_seed or "9", split_ratios=tuple(args.ratios or (0.8, 0.1, 0.1)),
+        user_min=args.user_min,
         item_min=args.item_min,
     )  # fmt: skip
     content = ContentConfig(
@@ -177,9 +182,9 @@ def _add_build_parser(dsub) -> None:
         help="random per user (default; --split-seed), temporal per user (MMRec's 8:1:1 in "
         "time order), last (leave-last-out), full (everything in training, to serve)",
     )  # fmt: skip
-    b.add_argument("--split-seed", default="9", help="integer or paper1..paper5 (random split)")
+    b.add_argument("--split-seed", help="integer or paper1..paper5 (random split; default 9)")
     b.add_argument(
-        "--ratios", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar="R",
+        "--ratios", type=float, nargs=3, metavar="R",
         help="train, valid, test proportions, rescaled to sum to 1 as MMRec's split_ratio "
         "(8 1 1 = 0.8 0.1 0.1)",
     )  # fmt: skip

@@ -18,9 +18,17 @@ def _version() -> str:
     return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (argparse prints the usage block first),
+    naming where the options are listed; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (built on demand, never at import)."""
-    p = argparse.ArgumentParser(prog="cranerec", description="Multimodal graph recommendation.")
+    p = _Parser(prog="cranerec", description="Multimodal graph recommendation.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     p.add_argument("--version", action="version", version=f"cranerec {_version()}")
     sub = p.add_subparsers(dest="command", required=True)

@@ -16,7 +16,13 @@ def _feature_item_ids(args: argparse.Namespace):
     if args.data and args.item_ids:
         raise ValueError("give --data or --item-ids, not both")
     if args.data:
-        return _load_for_data_command(args.data, "auto", []).item_ids.astype(str)
+        try:
+            return _load_for_data_command(args.data, "auto", []).item_ids.astype(str)
+        except (ValueError, OSError) as e:  # DataError and ConfigError are ValueErrors
+            raise ValueError(
+                f"--data {args.data}: {' '.join(str(e).split())} (--data takes a dataset folder "
+                "in MMRec layout, a `cranerec data build` output, or a built-in dataset's name)"
+            ) from None
     if args.item_ids:
         from cranerec.features.provenance import read_item_ids
 

@@ -6,6 +6,7 @@ writes an MMRec folder."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,8 +56,17 @@ class LogConfig:
             raise DataError(f"--split {self.split} orders each user's history: name --time-col")
         if self.min_rating is not None and not self.rating_col:
             raise DataError("--min-rating needs --rating-col")
+        named = [x for x in (self.user_col, self.item_col, self.time_col, self.rating_col) if x]
+        twice = sorted({x for x in named if named.count(x) > 1})
+        if twice:
+            raise DataError(
+                f"column {twice[0]!r} is named by more than one of --user-col, --item-col, "
+                "--time-col, --rating-col; each names a different column"
+            )
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise DataError(f"--min-rating must be a finite number, got {self.min_rating}")
         r = self.split_ratios
-        if len(r) != 3 or any(x < 0 for x in r) or sum(r) <= 0 or r[0] <= 0:
+        if len(r) != 3 or not all(math.isfinite(x) and x >= 0 for x in r) or r[0] <= 0:
             raise DataError(f"--ratios must be three non-negative numbers with train > 0, got {r}")
         if self.user_min < 1 or self.item_min < 0:
             raise DataError("--user-min must be >= 1 and --item-min >= 0")
@@ -107,6 +117,9 @@ def _times(col: pd.Series, src: str, name: str) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce")
     not_number = values.isna().to_numpy()
     if not not_number.any():
+        infinite = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if infinite.any():
+            _bad_time(col, infinite, src, name, "is not a finite number")
         return values.to_numpy(dtype=np.float64)
     dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     not_date = dates.isna().to_numpy()
@@ -157,6 +170,11 @@ def split_log(
             )
         keep = (ratings >= c.min_rating).to_numpy()
         report.dropped_rating = int((~keep).sum())
+        if not keep.any():
+            raise DataError(
+                f"{src}: no row has {c.rating_col} >= {c.min_rating} (--min-rating; the highest "
+                f"is {ratings.max():g}); lower --min-rating"
+            )
         df = df[keep]
     if c.time_col:
         df = df.assign(_t=_times(df[c.time_col], src, c.time_col))

@@ -16,6 +16,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cranerec.data.errors import DataError
@@ -40,13 +41,15 @@ def read_table(
     columns ``need`` present (an error names the missing ones, the found ones and ``hint``) and
     at least one row."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the {what}'s file (.csv, .tsv or .parquet)")
     if not path.is_file():
         raise DataError(f"missing file: {path} (the {what})")
     if path.suffix not in TABLE_SUFFIXES:
         raise DataError(f"{path}: the {what} must be .csv, .tsv or .parquet")
     try:
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path).astype(str)
+            df = _as_strings(pd.read_parquet(path))
         else:
             sep = "," if path.suffix == ".csv" else "\t"
             plain, lines = tsv_lines(path) if sep == "\t" else (False, 0)
@@ -89,6 +92,20 @@ def read_table(
     if df.empty:
         raise DataError(f"{path}: the {what} has no rows")
     return df
+
+
+def _as_strings(df: pd.DataFrame) -> pd.DataFrame:
+    """A Parquet table's cells as the CSV reader gives them: strings, a null as "" (so the
+    checks for empty ids, users and times see it), whole numbers of a float column (a column
+    of integers with a null in it) without ".0"."""
+    out = {}
+    for name in df.columns:
+        col = df[name]
+        null = col.isna().to_numpy()
+        if pd.api.types.is_float_dtype(col) and np.all(np.mod(col.to_numpy()[~null], 1) == 0):
+            col = col.astype("Int64")
+        out[name] = np.where(null, "", col.astype(str).to_numpy(dtype=object))
+    return pd.DataFrame(out, index=df.index, columns=df.columns)
 
 
 def tsv_lines(path: Path) -> tuple[bool, int]:

@@ -73,7 +73,9 @@ def build_folder(
     """Build the MMRec folder ``out`` from ``log_path`` (and the item table of ``content``)."""
     content = content or ContentConfig()
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file; give a new folder's path")
+    if out.exists() and any(out.iterdir()):
         raise DataError(f"--out {out}: already exists and is not empty; choose a new folder")
     name = name or out.name
     if not name or "/" in name:

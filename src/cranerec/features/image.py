@@ -38,14 +38,30 @@ def load_image_model(path: str | Path, device: str = "cpu", flag: str = "--model
 
 
 def open_image(path: Path):
-    """The image at ``path`` as RGB, or ``None`` when it is missing or unreadable."""
+    """The image at ``path`` as 8-bit RGB, or ``None`` when it is missing or unreadable.
+
+    Pillow's ``convert("RGB")`` clips a 16-bit greyscale image (mode ``I;16`` or ``I``, as a
+    16-bit PNG opens) at 255, which leaves a few grey levels of it; those are rescaled from
+    0..65535 first, and a float image (mode ``F``) from 0..1 when its values lie there."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            if img.mode.startswith("I") or img.mode == "F":
+                img = Image.fromarray(_to_8bit(np.asarray(img), img.mode), mode="L")
             return img.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def _to_8bit(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """Greyscale pixels of a 16-bit (``I;16*``, ``I``) or float (``F``) image as uint8."""
+    x = pixels.astype(np.float64)
+    if mode == "F":
+        top = 1.0 if x.size and np.nanmax(x) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if not x.size or x.max() <= 65535 else float(x.max())
+    return np.clip(np.rint(np.nan_to_num(x) / top * 255.0), 0, 255).astype(np.uint8)
 
 
 def _vectors(model, pixel_values):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cranerec.data.errors import DataError
 from cranerec.features.items import align_items, read_item_table, sorted_ids
@@ -42,7 +43,19 @@ def _targets(table, item_ids, on_missing: str) -> tuple[np.ndarray, np.ndarray, 
     """(item ids, table row of each (-1: no row, allowed by ``on_missing="zero"``), extra rows):
     the given items, or every row of the table in id order (numeric when every id is an
     integer)."""
-    ids = sorted_ids(table.ids) if item_ids is None else np.asarray(item_ids, dtype=object)
+    if item_ids is None:
+        ids = sorted_ids(table.ids)
+    else:
+        ids = np.asarray(item_ids, dtype=object)
+        if len(ids) == 0:
+            raise DataError("--item-ids: the list has no item ids; give one raw item id a line")
+        seen = pd.Series([str(i).strip() for i in ids.tolist()])
+        dup = seen[seen.duplicated()]
+        if len(dup):
+            raise DataError(
+                f"--item-ids: item id {dup.iloc[0]!r} is listed more than once ({dup.nunique()} "
+                "repeated id(s)); list each item once, in the dataset's item order"
+            )
     align = align_items(table, ids, allow_missing=on_missing == "zero")
     return ids, align.rows, align.extra
 
@@ -62,6 +75,8 @@ def check_settings(on_missing: str, batch_size: int, device: str) -> None:
 def check_out(out: str | Path, modality: str, overwrite: bool) -> None:
     """Refuse to replace ``<out>/<modality>_feat.npy`` unless ``overwrite``: features already
     computed (minutes to hours of a model's time) are never lost to a repeated command."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder; give a folder for the features")
     existing = Path(out) / f"{modality}_feat.npy"
     if existing.exists() and not overwrite:
         raise DataError(
@@ -111,6 +126,9 @@ def build_text_features(
     check_out(out, modality, overwrite)
     if not text_cols:
         raise DataError("--text-cols: name at least one column of the item table")
+    twice = sorted({c for c in text_cols if list(text_cols).count(c) > 1})
+    if twice:
+        raise DataError(f"--text-cols: {twice} named more than once; name each column once")
     table = read_item_table(items, id_col, text_cols)
     for col in text_cols:
         if not any(table.columns[col]):
@@ -126,7 +144,13 @@ def build_text_features(
     st = load_text_model(model_dir, device, model_flag)
     todo = np.flatnonzero(~empty)
     log.info("embedding %d texts with %s on %s", len(todo), model_dir, device)
-    emb = embed_text([texts[i] for i in todo], st, batch_size=batch_size, progress=progress)
+    try:
+        emb = embed_text([texts[i] for i in todo], st, batch_size=batch_size, progress=progress)
+    except ValueError as e:  # e.g. a CLIP image model: "Modality 'text' is not supported"
+        raise DataError(
+            f"{model_flag} {model_dir}: cannot embed text with it ({' '.join(str(e).split())}); "
+            "give a sentence-transformers text model"
+        ) from None
     feat = np.zeros((len(ids), emb.shape[1]), dtype=np.float32)
     feat[todo] = emb
     feat = _normalise(feat, normalize)
