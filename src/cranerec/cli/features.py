@@ -37,7 +37,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from cranerec.features import build_image_features, build_text_features
 
     set_threads(args.threads)
-    modality = args.modality or args.features_command
+    modality = args.features_command if args.modality is None else args.modality
     common = dict(
         item_ids=_feature_item_ids(args), batch_size=args.batch_size, device=args.device,
         normalize=args.normalize, on_missing=args.on_missing, progress=show_progress(args),
