@@ -114,6 +114,16 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}"
         )
+    required = [
+        name for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]  # fmt: skip
+    absent = [name for name in required if name not in data]
+    if absent:
+        raise ConfigError(
+            f"{where or cls.__name__}: missing key(s) {', '.join(absent)} (required); "
+            f"given: {', '.join(sorted(data)) or 'none'}"
+        )
     kwargs = {
         name: _coerce(value, hints[name], f"{where}.{name}" if where else name)
         for name, value in data.items()

@@ -59,6 +59,9 @@ def test_precedence_preset_base_model_setting():
         ({"settings": [{"name": "a"}, {"name": "a"}]}, "settings"),
         ({"reference": {"model": "mf"}}, "reference.model"),
         ({"report": [{"kind": "pie"}]}, "kind"),
+        ({"report": [{"kind": "table", "metrics": ["foo@20"]}]}, "report[0].metrics: 'foo@20'"),
+        ({"report": [{"kind": "table", "metrics": ["recall@7"]}]}, "does not compute recall@7"),
+        ({"settings": [{"label": "base"}]}, "settings[0]: missing key"),
         (
             {"search": {"model": "bpr", "dataset": "synthetic", "space": {"train.lr": {"low": 1}}}},
             "search.space.train.lr",

@@ -97,3 +97,33 @@ def test_failure_keeps_the_error(tmp_path):
     store.fail(store.claim("spec").run_id, "ValueError: boom")
     assert store.get("r00").error == "ValueError: boom"
     assert store.claim("spec").run_id == "r01"  # the others go on
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from cranerec.config import ConfigError
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    con = sqlite3.connect(foreign / "index.sqlite3")
+    con.execute("create table runs (x int)")
+    con.commit()
+    con.close()
+    before = (foreign / "index.sqlite3").read_bytes()
+    with pytest.raises(ConfigError, match="an SQLite database of another program"):
+        Store(foreign)
+    assert (foreign / "index.sqlite3").read_bytes() == before
+    assert sorted(p.name for p in foreign.iterdir()) == ["index.sqlite3"]  # no runs/ beside it
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "index.sqlite3").write_bytes(b"not sqlite at all" * 64)
+    with pytest.raises(ConfigError, match=r"junk/index\.sqlite3: not an experiment store's index"):
+        Store(junk)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file; give a folder"):
+        Store(tmp_path / "afile")
+    Store(tmp_path / "ours").add_runs("spec", _runs(2))
+    assert len(Store(tmp_path / "ours").runs("spec")) == 2  # a store of ours opens again

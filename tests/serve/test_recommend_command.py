@@ -79,3 +79,21 @@ def test_serve_hides_what_it_loaded_from_the_garbage_collector(make_run, monkeyp
     finally:
         gc.unfreeze()
     assert frozen[0] > 0
+
+
+def test_serve_on_a_busy_port_or_an_unknown_host_is_one_line(make_run, monkeypatch, capsys):
+    import socket
+
+    uvicorn = pytest.importorskip("uvicorn", reason="the HTTP service needs the serve extra")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("must not start"))
+    run = str(make_run("lightgcn"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", run, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
+    assert main(["serve", run, "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--host no-such-host.invalid: not a name or address" in err

@@ -478,3 +478,14 @@ def test_results_values_the_service_does_not_read_may_be_nan(make_run, tmp_path)
     _edit_results(run, epoch_seconds_mean=float("nan"), test={"recall@20": float("nan")})
     info = Recommender.load(run).info()
     assert info["dataset"] and json.dumps(info, allow_nan=False)
+
+
+def test_cosines_of_a_vector_too_large_to_square_in_float32_are_right():
+    # Regression: a new item's vector of norm ~1e31 (features of 1e30 through VBPR's projection)
+    # had a float32 squared norm of inf, so its unit row was 0 and every cosine with it 0
+    from cranerec.serve.recommender import _unit_rows
+
+    x = np.array([[3e30, 4e30], [3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    unit = _unit_rows(x)
+    np.testing.assert_allclose(unit, [[0.6, 0.8], [0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    assert unit.dtype == np.float32

@@ -330,3 +330,11 @@ def test_second_process_on_a_run_directory_is_refused_with_the_holders_pid(tmp_p
     assert f"pid {os.getpid()}" in proc.stderr and str(out) in proc.stderr
     assert not (out / "metrics.jsonl").exists()
     assert not (out / "config.yaml").exists()
+
+
+def test_seeds_are_not_written_into_a_run_directory(tiny_data, tmp_path):
+    train_run(_config("train.epochs=1"), tmp_path / "r", tiny_data)
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    with pytest.raises(ConfigError, match="holds a training run"):
+        train_seeds(_config("train.epochs=1"), [1, 2], tmp_path / "r", tiny_data)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before

@@ -88,6 +88,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     from cranerec.serve import Recommender
 
+    _check_address(args.host, args.port)  # uvicorn's own failure is a multi-line log, exit 1
     if args.threads:
         import faiss
 
@@ -118,6 +119,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, log_level=args.log_level,
     )  # fmt: skip
     return 0
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the service could not listen on (checked by binding it
+    and letting it go again before the run is loaded)."""
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(
+            f"--host {host}: not a name or address of this machine ({e}); use 127.0.0.1, or "
+            "0.0.0.0 to listen on every interface"
+        ) from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise ValueError(
+                f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e}); choose "
+                "another --port, or stop what is listening there"
+            ) from None
 
 
 def _port(text: str) -> int:

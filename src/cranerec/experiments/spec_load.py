@@ -140,8 +140,10 @@ def _check_models_and_settings(spec: ExperimentSpec) -> None:
             raise ConfigError(
                 f"models[{i}]: {m.name!r} is not a registered model; registered: {', '.join(sorted(MODELS))}"
             )
-    for run in runs_of(spec):
+    runs = runs_of(spec)
+    for run in runs:
         run.config  # noqa: B018  (resolving validates)
+    _check_report_metrics(spec, runs)
     if spec.search is not None:
         if spec.search.dataset not in spec.datasets:
             raise ConfigError(
@@ -157,3 +159,26 @@ def _check_models_and_settings(spec: ExperimentSpec) -> None:
                 resolve_config(deep_merge(raw, nested({key: value})))
             except ConfigError as e:
                 raise ConfigError(f"search.space.{key}: {e}") from None
+
+
+def _check_report_metrics(spec: ExperimentSpec, runs: list) -> None:
+    """Every metric a report section names is one the evaluator computes, at a cutoff every run
+    of the spec evaluates (else the report would fail after the training)."""
+    from cranerec.eval.metrics import METRICS
+
+    for i, section in enumerate(spec.report):
+        for metric in section.metrics:
+            name, _, k = metric.partition("@")
+            if name not in METRICS or not k.isdigit():
+                raise ConfigError(
+                    f"report[{i}].metrics: {metric!r} is not a metric; name one of "
+                    f"{list(METRICS)} at a cutoff, e.g. recall@20"
+                )
+            for run in runs:
+                ev = run.config.eval
+                if name not in ev.metrics or int(k) not in ev.ks:
+                    raise ConfigError(
+                        f"report[{i}].metrics: run {run.describe()} does not compute {metric} "
+                        f"(its eval: metrics {list(ev.metrics)} at ks {list(ev.ks)}); add "
+                        "it to base.eval or name another"
+                    )

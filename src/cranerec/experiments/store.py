@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cranerec.config import ConfigError
+
 INDEX = "index.sqlite3"
 RUNS = "runs"
 STATUSES = ("pending", "running", "done", "failed")
@@ -143,14 +145,40 @@ def count_states(rows: list[RunRow]) -> dict[str, int]:
     return out
 
 
+def _check_index(path: Path) -> None:
+    """``path`` is a store's index: an SQLite file (empty, or with this module's ``runs`` table);
+    another program's database is refused, never altered (the check only reads)."""
+    what = "give --store a new folder, or the folder of an experiment store"
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a file (an experiment store's index); {what}")
+    try:
+        con = sqlite3.connect(path, timeout=120.0)  # reads only
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+            columns = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{path}: not an experiment store's index ({e}); {what}") from None
+    if tables and not {"run_id", "status", "config"} <= columns:
+        raise ConfigError(
+            f"{path}: an SQLite database of another program (tables {sorted(tables)[:5]}), not "
+            f"an experiment store's index; {what}"
+        )
+
+
 class Store:
     """Run directories and the SQLite index under ``root`` (created on first use)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.path = self.root / INDEX
+        if self.path.exists():
+            _check_index(self.path)  # before anything is written beside or into it
+        elif self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--store {self.root}: is a file; give a folder for the store")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / RUNS).mkdir(exist_ok=True)
-        self.path = self.root / INDEX
         with self._connect() as con:
             con.executescript(SCHEMA)
 

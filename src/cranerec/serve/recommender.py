@@ -443,6 +443,9 @@ class Recommender:
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero): inner products become cosines."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    """Rows scaled to unit length (zero rows stay zero): inner products become cosines. The
+    norms in float64: a float32 row above ~1.8e19 (a new item's, from features off the training
+    scale) has a squared norm beyond float32, which made its row 0 and its cosines all 0."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None].astype(np.float32)
     return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)

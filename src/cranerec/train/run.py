@@ -333,6 +333,11 @@ def train_seeds(
     if len(set(seeds)) != len(seeds):  # one seed counted twice would shrink the spread
         dup = sorted({s for s in seeds if seeds.count(s) > 1})
         raise ConfigError(f"--seeds lists seed(s) {dup} more than once; give each seed once")
+    if (out / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"--out {out}: holds a training run ({CONFIG_FILE}); --seeds writes "
+            f"{out}/seed-N/ and {SUMMARY_FILE} into a folder of their own: give another --out"
+        )
     if dataset is None:
         dataset = load_dataset(config.data)
     runs = []
