@@ -322,3 +322,37 @@ def test_crane_at_its_defaults_on_real_data_says_what_they_are_and_where_the_pap
     for argv in ([*crane, "--preset", "tiktok"], [*base, "--model", "lightgcn"]):
         assert main([*argv, "--out", str(tmp_path / argv[-1])]) == 0
         assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "message"),
+    [("train: [1, 2]\n", "utf-8", "train: expected a mapping of settings, got [1, 2]"),
+     ("train: {epochs: 1}\n", "utf-16", "is not UTF-8 text; save it as UTF-8")],
+)  # fmt: skip
+def test_a_config_file_that_cannot_be_read_as_settings_is_one_line(
+    tmp_path, capsys, text, encoding, message
+):
+    # Regression: a list under train: was replaced by --set's mapping without a word
+    f = tmp_path / "c.yaml"
+    f.write_text(text, encoding=encoding)
+    argv = ["train", "--config", str(f), "--set", "train.epochs=1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(f) in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys):
+    assert main(["train", "--set", "train.epochs=1", "--out", " "]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["experiment", "main", "--workers", "0"], ["serve", "/no/run", "--threads", "-1"]],
+)
+def test_counts_below_their_least_value_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "is not an integer >=" in err

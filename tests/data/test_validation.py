@@ -169,6 +169,24 @@ def test_non_numeric_feature(mmrec_dir):
         load(mmrec_dir)
 
 
+def test_complex_features_are_refused(mmrec_dir):
+    write_feat(mmrec_dir, "image", np.ones((N_ITEMS, 3), dtype=np.complex64))
+    with raises("image_feat.npy", "not real numbers"):
+        load(mmrec_dir)
+
+
+@pytest.mark.parametrize("rows", [N_ITEMS + 1, 10**11])
+def test_a_header_declaring_more_than_the_file_holds_is_refused_before_reading(mmrec_dir, rows):
+    # a cut-short file, or a crafted header that made np.load allocate terabytes
+    path = mmrec_dir / "image_feat.npy"
+    with open(path, "wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (rows, 8)}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(np.zeros((N_ITEMS, 8), dtype="<f4").tobytes())
+    with raises("image_feat.npy", "its header declares"):
+        load(mmrec_dir)
+
+
 def test_unreadable_feature_file(mmrec_dir):
     (mmrec_dir / "image_feat.npy").write_bytes(b"definitely not npy")
     with raises("image_feat.npy", "not a readable .npy"):

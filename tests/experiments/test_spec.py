@@ -62,6 +62,7 @@ def test_precedence_preset_base_model_setting():
         ({"report": [{"kind": "table", "metrics": ["foo@20"]}]}, "report[0].metrics: 'foo@20'"),
         ({"report": [{"kind": "table", "metrics": ["recall@7"]}]}, "does not compute recall@7"),
         ({"settings": [{"label": "base"}]}, "settings[0]: missing key"),
+        ({"datasets": {"tiktok": {"format": "mmrec"}}}, "datasets.tiktok: no path"),
         (
             {"search": {"model": "bpr", "dataset": "synthetic", "space": {"train.lr": {"low": 1}}}},
             "search.space.train.lr",

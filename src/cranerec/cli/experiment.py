@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from cranerec.cli.output import _out
+from cranerec.cli.output import _out, counting_number
 
 
 def _selection(args: argparse.Namespace):
@@ -88,7 +88,12 @@ def add_parsers(sub) -> None:
         help="result store directory, shared by specs (a run two specs share is trained once); "
         "default runs/experiments, or runs/experiments-smoke with --smoke",
     )
-    x.add_argument("--workers", type=int, default=1, help="local worker processes (cores shared)")
+    x.add_argument(
+        "--workers",
+        type=counting_number(1),
+        default=1,
+        help="local worker processes (cores shared)",
+    )
     x.add_argument(
         "--threads", type=int, help="torch threads per worker (default: the physical cores this "
         "process may use, shared between the workers); no part of a run's id",

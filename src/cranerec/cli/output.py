@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 SYNTHETIC_BANNER = "NOTE: this is the built-in SYNTHETIC dataset (generated, not real data)."
+
+
+def counting_number(low: int):
+    """An argparse type: an integer >= ``low`` (0: a count where 0 means "all", 1: a count)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {low}")
+        return value
+
+    return parse
 
 
 def _out(text: str = "") -> None:

@@ -7,7 +7,7 @@ import gc
 import warnings
 from pathlib import Path
 
-from cranerec.cli.output import SYNTHETIC_BANNER, _out
+from cranerec.cli.output import SYNTHETIC_BANNER, _out, counting_number
 
 
 def _read_user_file(path: str) -> list[str]:
@@ -186,7 +186,7 @@ def add_parsers(sub) -> None:
     sv.add_argument("--read-only", action="store_true", help="answer POST /v1/items with 403")
     sv.add_argument(
         "--threads",
-        type=int,
+        type=counting_number(0),
         default=1,
         help="faiss threads per search (default 1: requests bring the concurrency; 0 = all cores)",
     )

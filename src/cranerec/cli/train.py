@@ -83,6 +83,8 @@ def _train(args: argparse.Namespace, ranks) -> int:
         data=args.data, data_format=args.format, seed=args.seed, device=args.device,
         threads=args.threads,
     )  # fmt: skip
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out is empty; give the run directory (or leave --out out)")
     out = args.out or f"runs/{config.model_name}-{Path(config.data.path).name}"
     dataset = _load_and_describe(config, ranks)
     note = get_model_class(config.model_name).defaults_note

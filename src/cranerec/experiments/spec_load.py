@@ -116,6 +116,11 @@ def parse_spec(
             raise ConfigError(
                 f"datasets.{name}: expected a data section (path, ...), got {section!r}"
             )
+        if "path" not in section:  # DataConfig's default is the synthetic data
+            raise ConfigError(
+                f"datasets.{name}: no path; give the dataset's folder (or path: synthetic for "
+                "the built-in data)"
+            )
         for key in ("path", "features_dir"):
             if isinstance(section.get(key), str):
                 section[key] = expand_env(section[key])

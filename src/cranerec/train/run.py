@@ -78,6 +78,12 @@ def build_config(
 ) -> RunConfig:
     """Resolve a ``RunConfig``: defaults < preset < YAML file < ``--set`` < explicit flags."""
     raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    for key in ("data", "train", "eval"):  # else a --set below would replace it unread
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise ConfigError(
+                f"config file {config_file}: {key}: expected a mapping of settings, got "
+                f"{raw[key]!r}"
+            )
     raw = deep_merge(raw, parse_overrides(overrides or []))
     flags: dict[str, Any] = {}
     if model is not None:
