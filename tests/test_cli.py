@@ -217,14 +217,21 @@ def test_progress_within_min_epochs_says_when_a_best_starts_to_count(tmp_path, c
     assert "(best 0." in lines[2] and "at epoch 3)" in lines[2]
 
 
-def test_min_epochs_not_below_epochs_warns_that_the_last_epoch_is_kept(tmp_path, caplog):
+def test_min_epochs_not_below_epochs_warns_that_the_last_epoch_is_kept(tmp_path, recwarn):
     args = ["train", "--model", "bpr", "--set", "train.epochs=2", "data.synthetic_users=200"]
     assert main([*args, "train.min_epochs=2", "--out", str(tmp_path / "a")]) == 0
-    assert "train.min_epochs=2 is not below train.epochs=2" in caplog.text
-    assert "last epoch" in caplog.text
-    caplog.clear()
+    said = " ".join(str(w.message) for w in recwarn)
+    assert "train.min_epochs=2 is not below train.epochs=2" in said and "last epoch" in said
+    recwarn.clear()
     assert main([*args, "train.min_epochs=1", "--out", str(tmp_path / "b")]) == 0
-    assert "is not below" not in caplog.text
+    assert "is not below" not in " ".join(str(w.message) for w in recwarn)
+
+
+def test_zero_epochs_says_the_initial_weights_are_kept(tmp_path, recwarn):
+    args = ["train", "--model", "bpr", "--set", "train.epochs=0", "data.synthetic_users=200"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    said = " ".join(str(w.message) for w in recwarn)
+    assert "train.epochs=0: no epoch is trained" in said and "min_epochs" not in said
 
 
 def test_train_says_which_item_features_it_found_and_whether_the_model_uses_them(tmp_path, capsys):

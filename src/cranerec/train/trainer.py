@@ -18,6 +18,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,16 +205,22 @@ class Trainer:
         # No validation users (a `full` build that keeps everything for training): train every
         # epoch and keep the last weights; nothing to stop early on.
         validate = len(self.evaluator.users("valid")) > 0
-        if not validate:
-            log.warning(
-                "%s: no user to validate on; training all %d epochs and keeping the last weights",
-                self.dataset.name, cfg.epochs,
+        # Said as warnings (the CLI prints them as one `warning:` line each, once).
+        if cfg.epochs == 0:
+            warnings.warn(
+                "train.epochs=0: no epoch is trained; the run keeps and scores the initial "
+                "weights", stacklevel=2,
+            )  # fmt: skip
+        elif not validate:
+            warnings.warn(
+                f"{self.dataset.name}: no user to validate on; training all {cfg.epochs} epochs "
+                "and keeping the last weights", stacklevel=2,
             )  # fmt: skip
         elif cfg.min_epochs >= cfg.epochs:
-            log.warning(
-                "train.min_epochs=%d is not below train.epochs=%d: no epoch can be chosen as the "
-                "best, so the run keeps its last epoch; raise train.epochs or lower "
-                "train.min_epochs", cfg.min_epochs, cfg.epochs,
+            warnings.warn(
+                f"train.min_epochs={cfg.min_epochs} is not below train.epochs={cfg.epochs}: no "
+                "epoch can be chosen as the best, so the run keeps its last epoch; raise "
+                "train.epochs or lower train.min_epochs", stacklevel=2,
             )  # fmt: skip
         # A bar on a terminal; without one (a log file, a pipe), one line per epoch instead.
         on_terminal = sys.stderr.isatty()
