@@ -282,3 +282,13 @@ def test_validation_curves_show_a_seed_that_trained_longer_and_each_seeds_best(f
     assert max(max(ln.get_xdata()) for ln in lines) == 3
     (label,) = [ln.get_label() for ln in lines if not ln.get_label().startswith("_")]
     assert label.endswith(", 3)") and "mean over seeds" in label
+
+
+def test_a_report_out_that_is_a_folder_is_refused_by_name(tmp_path):
+    from cranerec.config import ConfigError
+
+    Store(tmp_path / "store")
+    (tmp_path / "here").mkdir()
+    with pytest.raises(ConfigError, match=r"--out .*here: is a folder; give the report's file"):
+        report.write_report(tmp_path / "store", out=tmp_path / "here")
+    assert list((tmp_path / "here").iterdir()) == []

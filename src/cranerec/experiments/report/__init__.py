@@ -222,6 +222,9 @@ def write_report(
             )
         specs = [s for s in specs if s.name in only]
     out_path = Path(out) if out else root / "report.md"
+    if out_path.is_dir():
+        raise ConfigError(f"--out {out_path}: is a folder; give the report's file, e.g. "
+                          f"{out_path / 'report.md'}")  # fmt: skip
     out_path.parent.mkdir(parents=True, exist_ok=True)
     parts = ["# Experiment report", "", f"Store `{os.path.relpath(root, out_path.parent)}`; specs: {', '.join(s.name for s in specs) or 'none'}. "
              "Tables: mean ± std over seeds, the best value in **bold** and the second <u>underlined</u>. "
