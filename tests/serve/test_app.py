@@ -127,6 +127,25 @@ def test_malformed_requests_are_422(client, content):
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'{"user_ids": ["3"], "k": \xff}', b"[" * 5000 + b"]" * 5000, b'{"k": ' + b"9" * 5000 + b"}"],
+    ids=["not-utf8", "nested-5000-deep", "5000-digit-integer"],
+)
+def test_a_body_no_json_reader_takes_is_400_saying_what_to_send(client, content):
+    response = client.post(
+        "/v1/recommend", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "could not be read as JSON: send UTF-8 JSON" in response.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_unknown_paths_and_methods_keep_their_status(client):
+    assert client.get("/v1/nowhere").status_code == 404
+    assert client.get("/v1/recommend").status_code == 405
+
+
 # ---------------------------------------------------------------- fuzz
 
 _json = st.recursive(

@@ -70,6 +70,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cranerec._version import __version__
@@ -245,6 +246,19 @@ def _add_error_answers(app: FastAPI) -> None:
             for e in exc.errors()
         ]  # fmt: skip
         return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # FastAPI's words for a body its JSON reader gave up on without a JSONDecodeError
+            # (not UTF-8, nested too deep, an integer of thousands of digits)
+            detail = ("the request body could not be read as JSON: send UTF-8 JSON of the "
+                      "documented shape (see /docs)")  # fmt: skip
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": detail},
+            headers=getattr(exc, "headers", None),
+        )  # fmt: skip
 
     @app.exception_handler(TooLargeError)
     async def _too_large(request: Request, exc: TooLargeError) -> JSONResponse:
