@@ -292,3 +292,12 @@ def test_a_report_out_that_is_a_folder_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigError, match=r"--out .*here: is a folder; give the report's file"):
         report.write_report(tmp_path / "store", out=tmp_path / "here")
     assert list((tmp_path / "here").iterdir()) == []
+
+
+def test_a_stored_spec_this_code_cannot_read_blocks_no_other_report(tmp_path):
+    # Review: one stored spec that a newer check refuses broke the report of every spec
+    store = Store(tmp_path / "store")
+    store.register_spec("old", "", "name: old\nmodels: [bpr]\nno_such_key: 1\n")
+    with pytest.warns(UserWarning, match="spec 'old' cannot be read again"):
+        specs = report.load_store_specs(store)
+    assert [s.name for s in specs] == []

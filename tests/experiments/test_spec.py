@@ -181,3 +181,19 @@ def test_a_block_size_is_not_part_of_a_run_id_and_older_ids_stay_valid():
     }
     longer = build_config(model="lightgcn", overrides=["train.min_epochs=5"])
     assert run_id(longer, "fp", "1.0") != ids["lightgcn"]  # a setting added later, changed
+
+
+def test_report_kinds_that_read_no_metric_are_not_held_to_the_metric_check():
+    # Review: efficiency / embedding_map sections were checked against the default metrics
+    base = {"eval": {"ks": [10]}, "train": {"stop_metric": "recall@10"}}
+    for kind in ("efficiency", "embedding_map"):
+        parse_spec(tiny_spec(base=base, report=[{"kind": kind}]))
+    with pytest.raises(ConfigError, match="does not compute recall@20"):
+        parse_spec(tiny_spec(base=base, report=[{"kind": "table"}]))
+
+
+def test_a_spec_stored_before_a_check_existed_still_reads_for_its_report():
+    raw = tiny_spec(datasets={"synthetic": {"synthetic_users": 100}})
+    with pytest.raises(ConfigError, match="no path"):
+        parse_spec(raw)
+    assert parse_spec(raw, strict=False).datasets["synthetic"]

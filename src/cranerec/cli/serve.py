@@ -124,8 +124,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _check_address(host: str, port: int) -> None:
     """Refuse, in one line, an address the service could not listen on (checked by binding it
     and letting it go again before the run is loaded)."""
+    import errno
     import socket
 
+    if not host:  # "": every interface, as asyncio takes it
+        return
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as e:
@@ -135,9 +138,16 @@ def _check_address(host: str, port: int) -> None:
         ) from None
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        if family == socket.AF_INET6:  # as asyncio binds "::": IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind(addr)
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise ValueError(
+                    f"--host {host}: not an address of this machine; use 127.0.0.1, or "
+                    "0.0.0.0 to listen on every interface"
+                ) from None
             raise ValueError(
                 f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e}); choose "
                 "another --port, or stop what is listening there"

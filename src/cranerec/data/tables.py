@@ -102,8 +102,13 @@ def _as_strings(df: pd.DataFrame) -> pd.DataFrame:
     for name in df.columns:
         col = df[name]
         null = col.isna().to_numpy()
-        if pd.api.types.is_float_dtype(col) and np.all(np.mod(col.to_numpy()[~null], 1) == 0):
-            col = col.astype("Int64")
+        if pd.api.types.is_float_dtype(col):
+            values = col.to_numpy()[~null]
+            # exact integers only: |x| below 2^53, where a float holds every integer
+            if np.all(
+                np.isfinite(values) & (np.abs(values) < 2**53) & (values == np.round(values))
+            ):
+                col = col.astype("Int64")
         out[name] = np.where(null, "", col.astype(str).to_numpy(dtype=object))
     return pd.DataFrame(out, index=df.index, columns=df.columns)
 

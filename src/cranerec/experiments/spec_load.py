@@ -79,9 +79,16 @@ def load_spec(spec: str | Path, smoke: bool = False) -> ExperimentSpec:
 
 
 def parse_spec(
-    raw: dict[str, Any], source: str = "", smoke: bool = False, text: str | None = None
+    raw: dict[str, Any],
+    source: str = "",
+    smoke: bool = False,
+    text: str | None = None,
+    strict: bool = True,
 ) -> ExperimentSpec:
-    """Validate a spec given as a dict (the YAML layout); ``text`` is its YAML as written."""
+    """Validate a spec given as a dict (the YAML layout); ``text`` is its YAML as written.
+    ``strict=False`` (a spec already registered in a store, read again for its report) leaves
+    out the checks added after stores existed: a dataset's path given, report metrics the
+    runs compute."""
     if text is None:
         text = yaml.safe_dump(raw, sort_keys=False)
     raw = copy.deepcopy(raw)
@@ -116,7 +123,7 @@ def parse_spec(
             raise ConfigError(
                 f"datasets.{name}: expected a data section (path, ...), got {section!r}"
             )
-        if "path" not in section:  # DataConfig's default is the synthetic data
+        if strict and "path" not in section:  # DataConfig's default is the synthetic data
             raise ConfigError(
                 f"datasets.{name}: no path; give the dataset's folder (or path: synthetic for "
                 "the built-in data)"
@@ -132,11 +139,11 @@ def parse_spec(
     if raw.get("search") is not None:  # parsed first so that errors name the key inside it
         raw["search"] = from_dict(SearchSpec, raw["search"], "search")
     spec = from_dict(ExperimentSpec, {**raw, "source": source, "smoke": smoke, "text": text})
-    _check_models_and_settings(spec)
+    _check_models_and_settings(spec, strict)
     return spec
 
 
-def _check_models_and_settings(spec: ExperimentSpec) -> None:
+def _check_models_and_settings(spec: ExperimentSpec, strict: bool = True) -> None:
     """Every model registered, every preset known, every run resolvable (errors name the run)."""
     from cranerec.models import MODELS
 
@@ -148,7 +155,8 @@ def _check_models_and_settings(spec: ExperimentSpec) -> None:
     runs = runs_of(spec)
     for run in runs:
         run.config  # noqa: B018  (resolving validates)
-    _check_report_metrics(spec, runs)
+    if strict:
+        _check_report_metrics(spec, runs)
     if spec.search is not None:
         if spec.search.dataset not in spec.datasets:
             raise ConfigError(
@@ -172,6 +180,9 @@ def _check_report_metrics(spec: ExperimentSpec, runs: list) -> None:
     from cranerec.eval.metrics import METRICS
 
     for i, section in enumerate(spec.report):
+        if section.kind not in ("table", "bars", "heatmap", "curves"):
+            continue  # efficiency, search and embedding_map read no metric
+        own = [r for r in runs if section.settings is None or r.setting in section.settings]
         for metric in section.metrics:
             name, _, k = metric.partition("@")
             if name not in METRICS or not k.isdigit():
@@ -179,7 +190,7 @@ def _check_report_metrics(spec: ExperimentSpec, runs: list) -> None:
                     f"report[{i}].metrics: {metric!r} is not a metric; name one of "
                     f"{list(METRICS)} at a cutoff, e.g. recall@20"
                 )
-            for run in runs:
+            for run in own:
                 ev = run.config.eval
                 if name not in ev.metrics or int(k) not in ev.ks:
                     raise ConfigError(

@@ -60,7 +60,9 @@ def _to_8bit(pixels: np.ndarray, mode: str) -> np.ndarray:
     if mode == "F":
         top = 1.0 if x.size and np.nanmax(x) <= 1.0 else 255.0
     else:
-        top = 65535.0 if not x.size or x.max() <= 65535 else float(x.max())
+        # 16-bit data (a 16-bit PNG opens as I;16 or I); a 32-bit image of 8-bit values as is
+        peak = float(x.max()) if x.size else 0.0
+        top = 255.0 if mode == "I" and peak <= 255 else max(65535.0, peak)
     return np.clip(np.rint(np.nan_to_num(x) / top * 255.0), 0, 255).astype(np.uint8)
 
 

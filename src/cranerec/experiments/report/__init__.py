@@ -12,10 +12,12 @@ and run directories its numbers come from. Figures are PNGs written beside the M
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import yaml
 
+from cranerec.config import ConfigError
 from cranerec.experiments.report.context import Context, Group, _slug, _spec_source, short
 from cranerec.experiments.report.figures import (
     figure_bars,
@@ -192,7 +194,17 @@ def load_store_specs(store: Store) -> list[ExperimentSpec]:
         raw = yaml.safe_load(entry["text"]) if entry["text"] else None
         if not isinstance(raw, dict):
             continue
-        out.append(parse_spec(raw, entry["source"] or "", entry["smoke"], entry["text"]))
+        try:
+            spec = parse_spec(
+                raw, entry["source"] or "", entry["smoke"], entry["text"], strict=False
+            )
+        except ConfigError as e:  # one spec this code cannot read again blocks no other's report
+            warnings.warn(
+                f"{store.path}: spec {entry['name']!r} cannot be read again ({e}); it is left "
+                "out of the report", stacklevel=2,
+            )  # fmt: skip
+            continue
+        out.append(spec)
     return out
 
 
@@ -205,7 +217,6 @@ def write_report(
     """Write the report of the store ``results`` to ``out`` (default ``RESULTS/report.md``),
     its figures beside it; returns the Markdown file's path. ``only``: report just these of
     the store's specs (by name; a name the store lacks is an error listing what it has)."""
-    from cranerec.config import ConfigError
 
     root = Path(results)
     if not (root / "index.sqlite3").exists():
