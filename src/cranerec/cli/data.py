@@ -117,7 +117,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     log_config = LogConfig(
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
         rating_col=args.rating_col, min_rating=args.min_rating, split=args.split,
-        split_seed=args.split_seed or "9", split_ratios=tuple(args.ratios or (0.8, 0.1, 0.1)),
+        split_seed="9" if args.split_seed is None else args.split_seed,
+        split_ratios=tuple(args.ratios or (0.8, 0.1, 0.1)),
         user_min=args.user_min,
         item_min=args.item_min,
     )  # fmt: skip
