@@ -363,3 +363,12 @@ def test_counts_below_their_least_value_are_usage_errors(argv, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "is not an integer >=" in err
+
+
+def test_a_path_the_system_refuses_is_named_with_what_to_check(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    argv = ["train", "--set", "train.epochs=1", "data.synthetic_users=100"]
+    assert main([*argv, "--out", str(tmp_path / "afile" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Errno" not in err
+    assert f"{tmp_path / 'afile'}" in err and "check the path and its permissions" in err
