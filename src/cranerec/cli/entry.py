@@ -104,21 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-_OS_ERRORS = (
-    OSError,
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-)  # fmt: skip  (raised by the system for a path; subclasses of ours say more themselves)
-
-
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
-    if type(e) in _OS_ERRORS and getattr(e, "filename", None) and e.strerror:
+    if isinstance(e, OSError) and e.filename and e.strerror:
         # the operating system's own words ("[Errno 13] Permission denied: 'x'"), said as the
-        # other errors are: the path first, then what to do
+        # other errors are: the path first, then what to do (an OSError raised with a message
+        # only has no filename and keeps its words)
         path = e.filename if not e.filename2 else f"{e.filename} -> {e.filename2}"
         text = f"{path}: {e.strerror.lower()}; check the path and its permissions"
     return text if len(text) <= 500 else text[:497] + "..."
