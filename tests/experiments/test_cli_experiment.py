@@ -121,3 +121,19 @@ def test_models_and_seeds_pick_runs_of_a_spec(tmp_path, capsys):
     assert "1/4 done" in capsys.readouterr().out
     assert main([*argv, "--models", "bpx"]) == 2
     assert "--models bpx" in capsys.readouterr().err
+
+
+def test_worker_processes_print_warnings_as_one_line_each(tmp_path, capfd):
+    """Two worker processes train the runs; a warning one of them raises (train.epochs=0) reads
+    `warning: ...` on one line, as in the CLI's own process, not Python's form with the source
+    file and line under it."""
+    spec = tiny_spec(models=["bpr"], seeds=[1, 2], reference={})
+    spec["base"]["train"]["epochs"] = 0
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    store = tmp_path / "store"
+    assert main(["experiment", str(path), "--store", str(store), "--workers", "2"]) == 0
+    err = capfd.readouterr().err
+    lines = [x for x in err.splitlines() if "train.epochs=0" in x]
+    assert lines and all(x.startswith("warning: train.epochs=0") for x in lines)
+    assert ".py:" not in err and "UserWarning" not in err

@@ -10,6 +10,7 @@ import traceback
 import warnings
 
 from cranerec.cli import data, experiment, features, models, serve, train
+from cranerec.utils.warn import one_line_warnings
 
 
 def _version() -> str:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    one_line_warnings()
     try:
         # a warning is said once per command, however many times the data is loaded (after
         # any filter already set, so `-W error` and pytest's filters still win)

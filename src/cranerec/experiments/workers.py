@@ -13,11 +13,13 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 from cranerec.config import to_dict
 from cranerec.data.dataset import Dataset
 from cranerec.utils.env import usable_physical_cores
+from cranerec.utils.warn import one_line_warnings
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +83,13 @@ def place(config, threads: int, device: str | None = None):
 
 
 def configure_child(threads: int) -> None:
-    """In a worker process: its torch threads, and SIGTERM as an exit that gives its run back."""
+    """In a worker process: its torch threads, warnings as the CLI prints them (one line, each
+    once per process), and SIGTERM as an exit that gives its run back."""
     import torch
 
     torch.set_num_threads(threads)
+    one_line_warnings()
+    warnings.filterwarnings("once", append=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stop releases the claimed run
 
 
