@@ -215,3 +215,12 @@ def test_a_16_bit_greyscale_image_keeps_its_grey_levels(tmp_path):
     assert rgb.shape == (8, 64, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255 and len(np.unique(rgb)) == 64
     assert np.all(np.diff(rgb[0, :, 0].astype(int)) > 0)  # the ramp still rises
+
+
+def test_in_a_log_file_progress_is_lines(images, vision_model, capsys):
+    """Where stderr is not a terminal, the embedding says how far it is in lines."""
+    items = table(images, good_rows())
+    build_image_features(
+        items, "sku", "path", images / "out", model=vision_model, progress="lines", batch_size=3
+    )
+    assert "images (img): 4 / 4 (100%)" in capsys.readouterr().err

@@ -198,3 +198,22 @@ def test_the_python_api_keeps_a_feature_file_already_there_unless_overwrite(tmp_
     build(tmp_path, cols=("title",), on_missing="zero", overwrite=True)
     assert json.loads((out / "text_feat.json").read_text())["input"]["columns"] == ["title"]
     assert (out / "text_feat.npy").read_bytes() != first[0]
+
+
+def test_in_a_log_file_progress_is_lines_and_the_rows_are_the_same(tmp_path, minilm, capsys):
+    """Where stderr is not a terminal (a log file), the embedding says how far it is in lines,
+    counted over every batch, and computes the same rows as with a bar or none."""
+    build_text_features(
+        write_items(tmp_path / "items.csv"),
+        "sku",
+        ["title", "desc"],
+        tmp_path / "out",
+        item_ids=np.array(ORDER, dtype=object),
+        progress="lines",
+        batch_size=2,
+    )
+    err = capsys.readouterr().err
+    assert re.search(r"^texts: 6 / 6 \(100%\)", err, re.MULTILINE), err
+    feat = np.load(tmp_path / "out" / "text_feat.npy")
+    texts = [". ".join(t for t in ITEMS[sku] if t) for sku in ORDER]
+    assert np.array_equal(feat, minilm.encode(texts, batch_size=2))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from cranerec.cli.output import SYNTHETIC_BANNER, _out
+from cranerec.utils.progress import Mode, progress_mode
 
 
 def _load_for_data_command(path: str, fmt: str, overrides: list[str]):
@@ -85,9 +85,9 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def show_progress(args: argparse.Namespace) -> bool:
-    """A progress bar on a terminal, none in a log file or with --quiet."""
-    return not args.quiet and sys.stderr.isatty()
+def show_progress(args: argparse.Namespace) -> Mode:
+    """A progress bar on a terminal, a line now and then in a log file, nothing with --quiet."""
+    return progress_mode(not args.quiet)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

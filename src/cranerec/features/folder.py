@@ -26,6 +26,7 @@ from cranerec.features.pipeline import (
 )
 from cranerec.features.text import check_model_dir, check_text_model_dir
 from cranerec.utils.io import atomic_write, write_json_atomic, write_text_atomic
+from cranerec.utils.progress import Mode
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class BuildResult:
 
 def build_folder(
     log_path: str | Path, out: str | Path, log_config: LogConfig,
-    content: ContentConfig | None = None, name: str | None = None, progress: bool = True,
+    content: ContentConfig | None = None, name: str | None = None, progress: bool | Mode = True,
 ) -> BuildResult:  # fmt: skip
     """Build the MMRec folder ``out`` from ``log_path`` (and the item table of ``content``)."""
     content = content or ContentConfig()

@@ -17,6 +17,7 @@ import numpy as np
 
 from cranerec.data.errors import DataError
 from cranerec.features.text import INSTALL_HINT, check_model_dir, offline
+from cranerec.utils.progress import Mode, counter
 
 
 def load_image_model(path: str | Path, device: str = "cpu", flag: str = "--model"):
@@ -80,12 +81,12 @@ def _vectors(model, pixel_values):
 
 
 def embed_images(
-    paths: list[Path | None], processor, model, batch_size: int = 32, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+    paths: list[Path | None], processor, model, batch_size: int = 32,
+    progress: bool | Mode = True,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Embed each image; returns ([n, width] float32, ok [n] bool). A missing or unreadable
     image (or a ``None`` path) gives a row of zeros and ``ok`` False."""
     import torch
-    from tqdm import tqdm
 
     device = next(model.parameters()).device
     ok = np.zeros(len(paths), dtype=bool)
@@ -93,7 +94,7 @@ def embed_images(
     width = None
     with (
         torch.inference_mode(),
-        tqdm(total=len(paths), unit="img", desc="images", disable=not progress) as bar,
+        counter("images", len(paths), progress, unit="img") as bar,
     ):
         for start in range(0, len(paths), batch_size):
             batch = [(i, open_image(p) if p is not None else None)

@@ -13,6 +13,7 @@ from cranerec.data.errors import DataError
 from cranerec.features.items import align_items, read_item_table, sorted_ids
 from cranerec.features.provenance import directory_sha256, write_features
 from cranerec.utils.env import resolve_device
+from cranerec.utils.progress import Mode
 
 log = logging.getLogger(__name__)
 ON_MISSING = ("error", "zero")
@@ -108,7 +109,7 @@ def build_text_features(
     items: str | Path, id_col: str, text_cols: list[str], out: str | Path, *,
     item_ids: np.ndarray | None = None, model: str | Path | None = None, modality: str = "text",
     batch_size: int = 32, device: str = "cpu", normalize: str = "none", on_missing: str = "error",
-    separator: str = ". ", progress: bool = True, model_flag: str = "--model",
+    separator: str = ". ", progress: bool | Mode = True, model_flag: str = "--model",
     overwrite: bool = False,
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's text (the ``text_cols`` joined with ``separator``, empty cells
@@ -171,7 +172,7 @@ def build_image_features(
     items: str | Path, id_col: str, image_col: str, out: str | Path, *, model: str | Path,
     item_ids: np.ndarray | None = None, image_root: str | Path | None = None,
     modality: str = "image", batch_size: int = 32, device: str = "cpu", normalize: str = "none",
-    on_missing: str = "error", progress: bool = True, model_flag: str = "--model",
+    on_missing: str = "error", progress: bool | Mode = True, model_flag: str = "--model",
     overwrite: bool = False,
 ) -> FeatureReport:  # fmt: skip
     """Embed each item's image (``image_col``: a path, relative to ``image_root`` or else to

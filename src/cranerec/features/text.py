@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cranerec.data.errors import DataError
+from cranerec.utils.progress import Mode, ProgressLines, as_mode
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 INSTALL_HINT = "pip install 'cranerec[text]'"
@@ -76,13 +77,31 @@ def load_text_model(path: str | Path | None = None, device: str = "cpu", flag: s
         ) from None
 
 
-def embed_text(texts: list[str], model, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+def embed_text(
+    texts: list[str], model, batch_size: int = 32, progress: bool | Mode = True
+) -> np.ndarray:
     """``model.encode`` of every text, as sentence-transformers computes it: [n, width] float32.
 
     Deterministic: inference only (dropout off), in input order, one fixed batch size.
+    ``progress``: sentence-transformers' bar (``True``/``"bar"``), a line every half minute
+    (``"lines"``: counted by a hook on the model's forward pass, which leaves the batches as
+    ``encode`` makes them), or nothing.
     """
-    emb = model.encode(
-        list(texts), batch_size=batch_size, show_progress_bar=progress,
-        convert_to_numpy=True, normalize_embeddings=False,
-    )  # fmt: skip
+    mode = as_mode(progress)
+    lines = ProgressLines("texts", len(texts)) if mode == "lines" and texts else None
+    hook = None
+    if lines is not None:
+        hook = model.register_forward_hook(
+            lambda _m, _i, out: lines.update(int(out["sentence_embedding"].shape[0]))
+        )
+    try:
+        emb = model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=mode == "bar",
+            convert_to_numpy=True, normalize_embeddings=False,
+        )  # fmt: skip
+    finally:
+        if hook is not None:
+            hook.remove()
+    if lines is not None:
+        lines.close()
     return np.asarray(emb, dtype=np.float32)
