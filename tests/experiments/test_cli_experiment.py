@@ -1,7 +1,9 @@
 """`cranerec experiment` and `cranerec report` from the command line."""
 
 import json
+import re
 
+import pytest
 import yaml
 
 from cranerec.cli import main
@@ -35,6 +37,7 @@ def test_report_of_some_specs_of_a_shared_store(tmp_path, capsys):
             yaml.safe_dump(tiny_spec(name=name, models=["pop"], seeds=[1], reference={}))
         )
         assert main(["experiment", str(spec), "--store", str(store)]) == 0
+    capsys.readouterr()  # the runs' progress lines
     out = tmp_path / "docs" / "second.md"
     assert main(["report", str(store), "--specs", "second", "--out", str(out)]) == 0
     text = out.read_text()
@@ -137,3 +140,23 @@ def test_worker_processes_print_warnings_as_one_line_each(tmp_path, capfd):
     lines = [x for x in err.splitlines() if "train.epochs=0" in x]
     assert lines and all(x.startswith("warning: train.epochs=0") for x in lines)
     assert ".py:" not in err and "UserWarning" not in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_in_a_log_file_each_run_says_its_start_epochs_and_end(tmp_path, capfd, workers):
+    """Without a terminal (a log file) there is no bar: each run says when it starts, each
+    epoch's validation score and how it ended, led by the spec's label for it, from this
+    process or from the worker processes alike."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(models=["bpr"], seeds=[1, 2], reference={})))
+    store = tmp_path / "store"
+    assert main(["experiment", str(spec), "--store", str(store), "--workers", workers]) == 0
+    err = capfd.readouterr().err
+    for seed in (1, 2):
+        lead = rf"^tiny: bpr( / \S+)? on synthetic, seed {seed}: "
+        assert re.search(lead + r"started \(run [0-9a-f]{16}\)$", err, re.M), err
+        epochs = re.findall(lead + r"epoch (\d) +valid recall@20 0\.\d{4}", err, re.M)
+        assert [e[-1] for e in epochs] == ["1", "2"], err
+        assert re.search(
+            lead + r"done: best epoch \d of 2, valid recall@20 0\.\d{4}, test", err, re.M
+        )

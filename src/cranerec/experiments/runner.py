@@ -26,6 +26,7 @@ from cranerec.experiments.spec import ExperimentSpec, Selection, run_id, runs_of
 from cranerec.experiments.store import Store, count_states
 from cranerec.experiments.workers import (
     DataCache,
+    RunLines,
     _data_key,
     available_cores,
     configure_child,
@@ -36,6 +37,8 @@ from cranerec.experiments.workers import (
     wait_for,
 )
 from cranerec.train.rundir import RunDir
+from cranerec.utils.env import current_peak_rss_mb, reset_peak_rss
+from cranerec.utils.progress import progress_mode
 
 log = logging.getLogger(__name__)
 
@@ -172,27 +175,6 @@ def adopt(spec: ExperimentSpec, store: Store, run_dirs: list[str | Path]) -> lis
 # ---------------------------------------------------------------------------------- one run
 
 
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (Linux ``clear_refs``), so that a run's peak is its own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def summarize_results(
     results: dict[str, Any], data: dict[str, Any], peak_mb: float | None
 ) -> dict[str, Any]:
@@ -213,10 +195,11 @@ def execute(
     threads: int,
     cache: DataCache | None = None,
     device: str | None = None,
+    lines: RunLines | None = None,
 ) -> str:
     """Train one claimed run (on ``device`` when given, else the device its config names; the
-    device, like the threads, is no part of a run's id); record it done or failed. Returns the
-    final status."""
+    device, like the threads, is no part of a run's id); record it done or failed, saying so
+    (and each epoch) with ``lines`` when given. Returns the final status."""
     from cranerec.train.config import resolve_config
     from cranerec.train.run import train_run
 
@@ -232,16 +215,25 @@ def execute(
                 f"(fingerprint {dataset.fingerprint}, registered {row.fingerprint})"
             )
         last = [time.monotonic()]
+        lines = (
+            replace(lines, metric=config.train.stop_metric)
+            if lines
+            else RunLines("", enabled=False)
+        )
+        resuming = RunDir(run_dir).checkpoint.exists()
+        lines.say(f"{'resumed' if resuming else 'started'} (run {run_id_})")
 
         def heartbeat(record: dict[str, Any]) -> None:
+            lines.epoch(record)
             if time.monotonic() - last[0] > HEARTBEAT_EVERY_S:
                 store.heartbeat(run_id_)
                 last[0] = time.monotonic()
 
-        measured = _reset_peak_rss()
+        measured = reset_peak_rss()
         results = train_run(config, run_dir, dataset, callbacks=[heartbeat])
-        peak = _peak_rss_mb() if measured else None
+        peak = current_peak_rss_mb() if measured else None
         store.finish(run_id_, summarize_results(results, dataset_info(dataset), peak))
+        lines.done(results)
         return "done"
     except (KeyboardInterrupt, SystemExit):
         store.release(run_id_)
@@ -252,13 +244,26 @@ def execute(
         if run_dir.exists():
             RunDir(run_dir).error.write_text(text, encoding="utf-8")
         store.fail(run_id_, f"{type(e).__name__}: {e}\n\n{text[-4000:]}")
+        if lines is not None:
+            lines.say(f"failed: {type(e).__name__}: {' '.join(str(e).split())}")
         return "failed"
 
 
-def _execute_isolated(store_root: str, run_id_: str, threads: int, device: str | None) -> None:
+def _execute_isolated(
+    store_root: str, run_id_: str, threads: int, device: str | None, lines: RunLines | None
+) -> None:
     """Process target of an isolated run (a fresh process: its peak memory is its own)."""
     configure_child(threads)
-    execute(Store(store_root), run_id_, threads, device=device)
+    execute(Store(store_root), run_id_, threads, device=device, lines=lines)
+
+
+def _run_lines(store: Store, spec_name: str, row, enabled: bool) -> RunLines:
+    """The lines a run's progress is said in, labelled as its spec labels it."""
+    setting = next((r.setting for r in store.runs(spec_name) if r.run_id == row.run_id), "")
+    on = f" / {setting}" if setting else ""
+    return RunLines(
+        f"{spec_name}: {row.model}{on} on {row.dataset}, seed {row.seed}", enabled=enabled
+    )
 
 
 # ---------------------------------------------------------------------------------- workers
@@ -272,9 +277,10 @@ def work(
     on_run=None,
     device: str | None = None,
     only: set[str] | None = None,
+    lines: bool = False,
 ) -> int:
-    """Claim and train runs of ``spec_name`` (those of ``only`` when given) until none is left;
-    returns how many were taken."""
+    """Claim and train runs of ``spec_name`` (those of ``only`` when given) until none is left,
+    saying how each goes in lines when ``lines``; returns how many were taken."""
     cache = DataCache()
     n = 0
     while True:
@@ -290,9 +296,10 @@ def work(
             row.dataset,
             row.seed,
         )
+        say = _run_lines(store, spec_name, row, lines) if lines else None
         if isolate:
             proc = mp.get_context("spawn").Process(
-                target=_execute_isolated, args=(str(store.root), row.run_id, threads, device)
+                target=_execute_isolated, args=(str(store.root), row.run_id, threads, device, say)
             )
             proc.start()
             try:
@@ -307,7 +314,7 @@ def work(
                     f"its process exited with code {proc.exitcode} (killed, or out of memory?)",
                 )
         else:
-            execute(store, row.run_id, threads, cache, device)
+            execute(store, row.run_id, threads, cache, device, say)
         if on_run is not None:
             on_run()
 
@@ -319,10 +326,11 @@ def _worker_main(
     isolate: bool,
     device: str | None = None,
     only: set[str] | None = None,
+    lines: bool = False,
 ) -> None:
     configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    work(Store(store_root), spec_name, threads, isolate, device=device, only=only)
+    work(Store(store_root), spec_name, threads, isolate, device=device, only=only, lines=lines)
 
 
 @dataclass
@@ -400,13 +408,14 @@ def run_experiment(
             "%d workers asked for, %d cores: running %d", workers, available_cores(), n_workers
         )
     bar = Progress(store, spec.name, progress, only)
+    lines = progress_mode(progress) == "lines"  # no bar on stderr: a line per epoch instead
     try:
         if n_workers == 1:
-            work(store, spec.name, threads, spec.isolate, bar.update, device, only)
+            work(store, spec.name, threads, spec.isolate, bar.update, device, only, lines)
         else:
             procs = start_workers(
                 _worker_main,
-                lambda i: (str(store.root), spec.name, threads, spec.isolate, device, only),
+                lambda i: (str(store.root), spec.name, threads, spec.isolate, device, only, lines),
                 n_workers,
                 threads,
             )

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from cranerec.config import to_dict
@@ -139,3 +140,39 @@ def wait_for(procs: list[mp.Process], poll=None, every_s: float = 1.0) -> None:
                 p.pid,
                 p.exitcode,
             )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+@dataclass(frozen=True)
+class RunLines:
+    """What a worker says of the run it trains where no bar is drawn (stderr a log file or a
+    pipe): a line when it starts, one an epoch, one when it ends, each led by ``label``; nothing
+    when not ``enabled``. Plain strings, so it travels to a spawned process."""
+
+    label: str
+    metric: str = "recall@20"
+    enabled: bool = True
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"{self.label}: {text}\n")
+            sys.stderr.flush()
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        valid = record.get("valid") or {}
+        score = f"  valid {self.metric} {_fmt(valid[self.metric])}" if self.metric in valid else ""
+        best = f" (best epoch {record['best_epoch']})" if record.get("best_epoch") else ""
+        seconds = record.get("epoch_seconds")
+        took = f"  {seconds:.1f}s" if isinstance(seconds, int | float) else ""
+        self.say(f"epoch {record.get('epoch')}{score}{best}{took}")
+
+    def done(self, results: dict[str, Any]) -> None:
+        valid, test = results.get("valid") or {}, results.get("test") or {}
+        self.say(
+            f"done: best epoch {results.get('best_epoch')} of {results.get('epochs_run')}, "
+            f"valid {self.metric} {_fmt(valid.get(self.metric))}, "
+            f"test {self.metric} {_fmt(test.get(self.metric))}"
+        )

@@ -35,6 +35,29 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs``), so that a run's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_peak_rss_mb() -> float | None:
+    """This process's peak RSS in MiB since the last :func:`reset_peak_rss` (``VmHWM``), or
+    ``None`` where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_gpu_suffix(device: str) -> str:
     """``", peak GPU memory N MB"`` on a CUDA device (since its last peak reset), else ``""``:
     what the benchmarks append to their figures."""
