@@ -142,3 +142,22 @@ def _postgres_url() -> str:
 def test_two_workers_share_one_postgresql_study(tmp_path):
     url = _postgres_url()
     _shared_grid(url, Store(tmp_path), f"test-{uuid.uuid4().hex[:12]}")
+
+
+def test_in_a_log_file_each_trial_says_its_settings_epochs_and_end(tmp_path, capsys):
+    spec = _spec(space={"train.lr": {"values": [0.01]}})
+    spec.base["train"].update(epochs=2, patience=2)
+    objective = Objective(spec, Store(tmp_path), threads=1, lines=True)
+    optuna.create_study(direction="maximize").optimize(objective, n_trials=1)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "tiny: trial 0: started: train.lr=0.01"
+    assert [x.split("  ")[0] for x in err[1:3]] == [
+        "tiny: trial 0: epoch 1",
+        "tiny: trial 0: epoch 2",
+    ]
+    assert err[3].startswith("tiny: trial 0: done: best epoch ") and "valid recall@20 0." in err[3]
+    # pruned: said, with the epoch and the score it was pruned on
+    objective = Objective(spec, Store(tmp_path / "pruned"), threads=1, lines=True)
+    pruner = optuna.pruners.ThresholdPruner(lower=2.0)
+    optuna.create_study(direction="maximize", pruner=pruner).optimize(objective, n_trials=1)
+    assert "tiny: trial 0: pruned after epoch 1: valid recall@20 0." in capsys.readouterr().err

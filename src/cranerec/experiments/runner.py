@@ -425,7 +425,10 @@ def run_experiment(
     if spec.search is not None and only is None:
         from cranerec.experiments.search import run_search
 
-        run_search(spec, store, workers=workers, storage=storage, device=device, threads=threads)
+        run_search(
+            spec, store, workers=workers, storage=storage, device=device, threads=threads,
+            lines=lines,
+        )  # fmt: skip
     return bar.counts()
 
 

@@ -200,11 +200,13 @@ class Objective:
     """Train one trial's run; report the validation curve; return the best validation value."""
 
     def __init__(
-        self, spec: ExperimentSpec, store: Store, threads: int, device: str | None = None
-    ) -> None:
+        self, spec: ExperimentSpec, store: Store, threads: int, device: str | None = None,
+        lines: bool = False,
+    ) -> None:  # fmt: skip
         from cranerec.experiments.workers import DataCache
 
         self.spec, self.store, self.threads, self.device = spec, store, threads, device
+        self.lines = lines  # say each trial's start, epochs and end (no bar on stderr)
         self.space = search_space(spec.search)
         self.n = budget(spec.search, self.space)
         self.base = search_base_raw(spec)
@@ -213,7 +215,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from cranerec.experiments.workers import dataset_info, place
+        from cranerec.experiments.workers import RunLines, dataset_info, place
         from cranerec.train.config import resolve_config
         from cranerec.train.run import train_run
 
@@ -238,15 +240,19 @@ class Objective:
         run_dir = self.store.root / "search" / study_name(self.spec) / f"trial-{number}-{rid}"
         where = {"dir": str(run_dir.relative_to(self.store.root)), "host": socket.gethostname()}
         trial.set_user_attr("run", where)
+        lines = RunLines(f"{self.spec.name}: trial {trial.number}", metric, self.lines)
+        lines.say("started: " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
         def report(record: dict[str, Any]) -> None:
+            lines.epoch(record)
             trial.report(record["valid"][metric], step=record["epoch"])
             if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned after epoch {record['epoch']}: valid {metric} {record['valid'][metric]:.4f}"
-                )
+                why = f"pruned after epoch {record['epoch']}: valid {metric} {record['valid'][metric]:.4f}"
+                lines.say(why)
+                raise optuna.TrialPruned(why)
 
         results = train_run(config, run_dir, dataset, callbacks=[report])
+        lines.done(results)
         keys = ("valid", "test", "best_epoch", "epochs_run", "epoch_seconds_mean")
         trial.set_user_attr(
             "results", {**{k: results[k] for k in keys}, "data": dataset_info(dataset)}
@@ -265,13 +271,15 @@ def search_worker(
     threads: int,
     worker: int = 0,
     device: str | None = None,
+    lines: bool = False,
 ) -> int:
-    """Run trials of the spec's study until its budget is spent; returns how many it ran."""
+    """Run trials of the spec's study until its budget is spent, saying how each goes in lines
+    when ``lines``; returns how many it ran."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, url, worker)
-    objective = Objective(spec, store, threads, device)
+    objective = Objective(spec, store, threads, device, lines)
     done = 0
     while _budget_left(study, objective.n):
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
@@ -286,12 +294,13 @@ def _search_worker_main(
     threads: int,
     worker: int,
     device: str | None = None,
+    lines: bool = False,
 ) -> None:
     from cranerec.experiments.workers import configure_child
 
     configure_child(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    search_worker(spec, Store(store_root), url, threads, worker, device)
+    search_worker(spec, Store(store_root), url, threads, worker, device, lines)
 
 
 def run_search(
@@ -301,9 +310,11 @@ def run_search(
     storage: str | None = None,
     device: str | None = None,
     threads: int | None = None,
+    lines: bool = False,
 ) -> dict[str, int]:
     """Run the spec's search with ``workers`` local processes (training on ``device`` when
-    given, with ``threads`` torch threads each when given); returns trial counts by state."""
+    given, with ``threads`` torch threads each when given; each trial said in lines when
+    ``lines``); returns trial counts by state."""
     import json
 
     from cranerec.experiments.workers import plan_workers, start_workers, wait_for
@@ -322,11 +333,11 @@ def run_search(
     threads = threads or planned
     open_study(spec, url)  # tables and study created once, before the workers start
     if n_workers == 1:
-        search_worker(spec, store, url, threads, device=device)
+        search_worker(spec, store, url, threads, device=device, lines=lines)
     else:
         procs = start_workers(
             _search_worker_main,
-            lambda i: (spec, str(store.root), url, threads, i, device),
+            lambda i: (spec, str(store.root), url, threads, i, device, lines),
             n_workers,
             threads,
         )
