@@ -126,7 +126,14 @@ def test_models_and_seeds_pick_runs_of_a_spec(tmp_path, capsys):
     assert "--models bpx" in capsys.readouterr().err
 
 
-def test_worker_processes_print_warnings_as_one_line_each(tmp_path, capfd):
+@pytest.fixture
+def two_cores(monkeypatch):
+    """`--workers 2` starts two processes whatever cores the machine has (the runner gives at
+    most one worker a core)."""
+    monkeypatch.setattr("cranerec.experiments.workers.available_cores", lambda: 2)
+
+
+def test_worker_processes_print_warnings_as_one_line_each(tmp_path, capfd, two_cores):
     """Two worker processes train the runs; a warning one of them raises (train.epochs=0) reads
     `warning: ...` on one line, as in the CLI's own process, not Python's form with the source
     file and line under it."""
@@ -143,7 +150,7 @@ def test_worker_processes_print_warnings_as_one_line_each(tmp_path, capfd):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_in_a_log_file_each_run_says_its_start_epochs_and_end(tmp_path, capfd, workers):
+def test_in_a_log_file_each_run_says_its_start_epochs_and_end(tmp_path, capfd, workers, two_cores):
     """Without a terminal (a log file) there is no bar: each run says when it starts, each
     epoch's validation score and how it ended, led by the spec's label for it, from this
     process or from the worker processes alike."""

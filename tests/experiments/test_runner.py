@@ -2,9 +2,11 @@
 while the others go on; a second call skips done runs and resumes interrupted ones from their
 checkpoints; local workers share the cores."""
 
+import io
 import json
 import os
 import socket
+import sys
 
 import pytest
 
@@ -12,7 +14,7 @@ from cranerec.config import ConfigError
 from cranerec.experiments.runner import register, run_experiment, status_text
 from cranerec.experiments.spec import Selection, parse_spec
 from cranerec.experiments.store import Store
-from cranerec.experiments.workers import plan_workers
+from cranerec.experiments.workers import RunLines, plan_workers
 from cranerec.train.config import resolve_config
 from cranerec.train.run import train_run
 
@@ -246,3 +248,28 @@ def test_a_selection_naming_what_the_spec_lacks_is_one_error_listing_what_it_has
     with pytest.raises(ConfigError, match=r"--seeds 3: .*\(1, 2\)"):
         status_text(spec, Store(tmp_path), selection=Selection(seeds=(3,)))
     assert Store(tmp_path).specs() == []  # refused before the spec was registered
+
+
+class _BrokenStderr(io.StringIO):
+    """A stderr whose reader has gone (a closed pipe): every write fails."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_progress_line_that_cannot_be_written_does_not_fail_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _BrokenStderr())
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1], reference={}))
+    store = Store(tmp_path)
+    assert run_experiment(spec, store, progress=True)["done"] == 1  # lines mode: not a tty
+    assert store.runs(spec.name)[0].results["valid"]
+
+
+def test_epoch_lines_say_no_best_before_min_epochs(capsys):
+    lines = RunLines("s: bpr on d, seed 1", "recall@20", min_epochs=2)
+    for epoch in (1, 2, 3):
+        lines.epoch({"epoch": epoch, "valid": {"recall@20": 0.1}, "best_epoch": epoch})
+    said = capsys.readouterr().err.splitlines()
+    assert [x.split("0.1000 ")[1].split(")")[0] for x in said] == [
+        "(no best before epoch 3", "(no best before epoch 3", "(best epoch 3",
+    ]  # fmt: skip

@@ -53,3 +53,15 @@ def test_progress_arguments_are_checked():
     with pytest.raises(ValueError, match="progress"):
         as_mode("yes")
     assert counter("x", 3, "lines").total == 3
+
+
+class _BrokenPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_stderr_that_cannot_be_written_never_fails_the_work():
+    with ProgressLines("texts", 2, every_s=0.0, stream=_BrokenPipe()) as lines:
+        lines.update(1)
+        lines.update(1)
+    assert lines.done == 2

@@ -99,7 +99,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="torch threads (default: every core); lower it on a busy machine",
     )  # fmt: skip
     p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (there is none off a terminal)"
+        "--quiet",
+        action="store_true",
+        help="no progress (a bar on a terminal, lines in a log file)",
     )
 
 

@@ -216,7 +216,7 @@ def execute(
             )
         last = [time.monotonic()]
         lines = (
-            replace(lines, metric=config.train.stop_metric)
+            replace(lines, metric=config.train.stop_metric, min_epochs=config.train.min_epochs)
             if lines
             else RunLines("", enabled=False)
         )
@@ -309,10 +309,10 @@ def work(
                 proc.join()
                 raise
             if store.get(row.run_id).status == "running":  # died without recording
-                store.fail(
-                    row.run_id,
-                    f"its process exited with code {proc.exitcode} (killed, or out of memory?)",
-                )
+                why = f"its process exited with code {proc.exitcode} (killed, or out of memory?)"
+                store.fail(row.run_id, why)
+                if say is not None:
+                    say.say(f"failed: {why}")
         else:
             execute(store, row.run_id, threads, cache, device, say)
         if on_run is not None:

@@ -240,8 +240,12 @@ class Objective:
         run_dir = self.store.root / "search" / study_name(self.spec) / f"trial-{number}-{rid}"
         where = {"dir": str(run_dir.relative_to(self.store.root)), "host": socket.gethostname()}
         trial.set_user_attr("run", where)
-        lines = RunLines(f"{self.spec.name}: trial {trial.number}", metric, self.lines)
-        lines.say("started: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        lines = RunLines(
+            f"{self.spec.name}: trial {trial.number}", metric, self.lines,
+            config.train.min_epochs,
+        )  # fmt: skip
+        began = "resumed" if (run_dir / "checkpoint.pt").exists() else "started"
+        lines.say(f"{began}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
         def report(record: dict[str, Any]) -> None:
             lines.epoch(record)
@@ -251,7 +255,13 @@ class Objective:
                 lines.say(why)
                 raise optuna.TrialPruned(why)
 
-        results = train_run(config, run_dir, dataset, callbacks=[report])
+        try:
+            results = train_run(config, run_dir, dataset, callbacks=[report])
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            lines.say(f"failed: {type(e).__name__}: {' '.join(str(e).split())}")
+            raise
         lines.done(results)
         keys = ("valid", "test", "best_epoch", "epochs_run", "epoch_seconds_mean")
         trial.set_user_attr(

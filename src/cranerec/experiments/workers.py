@@ -155,16 +155,26 @@ class RunLines:
     label: str
     metric: str = "recall@20"
     enabled: bool = True
+    min_epochs: int = 0  # train.min_epochs: no best epoch before it
 
     def say(self, text: str) -> None:
-        if self.enabled:
+        """One line on stderr; a stderr that cannot be written (a closed pipe) is ignored, as
+        Python's warnings and logging do, so a progress line never fails a run."""
+        if not self.enabled:
+            return
+        try:
             sys.stderr.write(f"{self.label}: {text}\n")
             sys.stderr.flush()
+        except (OSError, ValueError):  # ValueError: a closed file
+            pass
 
     def epoch(self, record: dict[str, Any]) -> None:
         valid = record.get("valid") or {}
         score = f"  valid {self.metric} {_fmt(valid[self.metric])}" if self.metric in valid else ""
-        best = f" (best epoch {record['best_epoch']})" if record.get("best_epoch") else ""
+        if isinstance(record.get("epoch"), int) and record["epoch"] <= self.min_epochs:
+            best = f" (no best before epoch {self.min_epochs + 1})"
+        else:
+            best = f" (best epoch {record['best_epoch']})" if record.get("best_epoch") else ""
         seconds = record.get("epoch_seconds")
         took = f"  {seconds:.1f}s" if isinstance(seconds, int | float) else ""
         self.say(f"epoch {record.get('epoch')}{score}{best}{took}")

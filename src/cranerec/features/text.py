@@ -84,24 +84,39 @@ def embed_text(
 
     Deterministic: inference only (dropout off), in input order, one fixed batch size.
     ``progress``: sentence-transformers' bar (``True``/``"bar"``), a line every half minute
-    (``"lines"``: counted by a hook on the model's forward pass, which leaves the batches as
+    (``"lines"``: counted by forward hooks, which leave the batches as
     ``encode`` makes them), or nothing.
     """
     mode = as_mode(progress)
     lines = ProgressLines("texts", len(texts)) if mode == "lines" and texts else None
-    hook = None
+    hooks = []
     if lines is not None:
-        hook = model.register_forward_hook(
-            lambda _m, _i, out: lines.update(int(out["sentence_embedding"].shape[0]))
-        )
+        # sentence-transformers 6 calls the model (its hooks run), earlier versions its forward()
+        # (only its modules' hooks run): hook the model and its last module, count each batch's
+        # embeddings once
+        last = next(reversed(list(model.children())), model)
+        counted: list = [None]
+
+        def count(_module, _inputs, out) -> None:
+            try:  # a dict of features (a BatchEncoding in sentence-transformers 6)
+                emb = out["sentence_embedding"]
+            except (KeyError, TypeError, IndexError):
+                return
+            if getattr(emb, "ndim", 0) == 2 and emb is not counted[0]:
+                counted[0] = emb
+                lines.update(int(emb.shape[0]))
+
+        hooks = [
+            m.register_forward_hook(count) for m in {id(model): model, id(last): last}.values()
+        ]
     try:
         emb = model.encode(
             list(texts), batch_size=batch_size, show_progress_bar=mode == "bar",
             convert_to_numpy=True, normalize_embeddings=False,
         )  # fmt: skip
     finally:
-        if hook is not None:
-            hook.remove()
+        for h in hooks:
+            h.remove()
     if lines is not None:
         lines.close()
     return np.asarray(emb, dtype=np.float32)

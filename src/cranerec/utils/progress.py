@@ -1,5 +1,5 @@
 """Progress of long work where no bar can be drawn: when stderr is a log file or a pipe, a line
-now and then (``images: 4,096 / 18,357 (22%), 1m05s``) and one at the end. On a terminal the
+now and then (``texts: 4,096 / 18,357 (22%), 1m05s``) and one at the end. On a terminal the
 commands draw a tqdm bar instead; ``--quiet`` shows neither."""
 
 from __future__ import annotations
@@ -50,11 +50,14 @@ class ProgressLines:
     def _say(self, now: float) -> None:
         self.said = now
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        self.stream.write(
-            f"{self.desc}: {self.done:,} / {self.total:,} ({pct:.0f}%), "
-            f"{_elapsed(now - self.start)}\n"
-        )
-        self.stream.flush()
+        try:  # a stderr that cannot be written (a closed pipe) never fails the work
+            self.stream.write(
+                f"{self.desc}: {self.done:,} / {self.total:,} ({pct:.0f}%), "
+                f"{_elapsed(now - self.start)}\n"
+            )
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def __enter__(self) -> ProgressLines:
         return self
