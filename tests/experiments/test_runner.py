@@ -273,3 +273,30 @@ def test_epoch_lines_say_no_best_before_min_epochs(capsys):
     assert [x.split("0.1000 ")[1].split(")")[0] for x in said] == [
         "(no best before epoch 3", "(no best before epoch 3", "(best epoch 3",
     ]  # fmt: skip
+
+
+def test_a_stopped_run_says_it_was_given_back_then_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) in a log file: the run says it was given back, and the next call
+    says it resumed it from its checkpoint."""
+    import cranerec.train.run as run_module
+
+    original = run_module.train_run
+
+    def interrupted(config, run_dir, dataset=None, callbacks=()):
+        def stop(record):
+            if record["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return original(config, run_dir, dataset, callbacks=[*callbacks, stop])
+
+    spec = parse_spec(tiny_spec(models=["bpr"], seeds=[1], reference={}))
+    store = Store(tmp_path)
+    monkeypatch.setattr(run_module, "train_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec, store, progress=True)
+    assert "seed 1: stopped: given back to the store" in capsys.readouterr().err
+    assert store.counts(spec.name)["pending"] == 1
+    monkeypatch.setattr(run_module, "train_run", original)
+    assert run_experiment(spec, store, progress=True)["done"] == 1
+    err = capsys.readouterr().err
+    assert "seed 1: resumed (run " in err and "seed 1: done: best epoch" in err

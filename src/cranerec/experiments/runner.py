@@ -237,6 +237,8 @@ def execute(
         return "done"
     except (KeyboardInterrupt, SystemExit):
         store.release(run_id_)
+        if lines is not None:
+            lines.say("stopped: given back to the store; rerun the command to resume it")
         raise
     except Exception as e:
         text = traceback.format_exc()
