@@ -203,6 +203,7 @@ def execute(
     from cranerec.train.config import resolve_config
     from cranerec.train.run import train_run
 
+    lines = RunLines("", enabled=False) if lines is None else lines
     row = store.get(run_id_)
     run_dir = store.run_dir(run_id_)
     try:
@@ -215,11 +216,7 @@ def execute(
                 f"(fingerprint {dataset.fingerprint}, registered {row.fingerprint})"
             )
         last = [time.monotonic()]
-        lines = (
-            replace(lines, metric=config.train.stop_metric, min_epochs=config.train.min_epochs)
-            if lines
-            else RunLines("", enabled=False)
-        )
+        lines = replace(lines, metric=config.train.stop_metric, min_epochs=config.train.min_epochs)
         resuming = RunDir(run_dir).checkpoint.exists()
         lines.say(f"{'resumed' if resuming else 'started'} (run {run_id_})")
 
@@ -237,8 +234,7 @@ def execute(
         return "done"
     except (KeyboardInterrupt, SystemExit):
         store.release(run_id_)
-        if lines is not None:
-            lines.say("stopped: given back to the store; rerun the command to resume it")
+        lines.say("stopped: given back to the store; rerun the command to resume it")
         raise
     except Exception as e:
         text = traceback.format_exc()
@@ -246,8 +242,7 @@ def execute(
         if run_dir.exists():
             RunDir(run_dir).error.write_text(text, encoding="utf-8")
         store.fail(run_id_, f"{type(e).__name__}: {e}\n\n{text[-4000:]}")
-        if lines is not None:
-            lines.say(f"failed: {type(e).__name__}: {' '.join(str(e).split())}")
+        lines.say(f"failed: {type(e).__name__}: {' '.join(str(e).split())}")
         return "failed"
 
 

@@ -218,6 +218,7 @@ class Objective:
         from cranerec.experiments.workers import RunLines, dataset_info, place
         from cranerec.train.config import resolve_config
         from cranerec.train.run import train_run
+        from cranerec.train.rundir import RunDir
 
         system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
         if "failed_trial" not in system_attrs:
@@ -244,7 +245,7 @@ class Objective:
             f"{self.spec.name}: trial {trial.number}", metric, self.lines,
             config.train.min_epochs,
         )  # fmt: skip
-        began = "resumed" if (run_dir / "checkpoint.pt").exists() else "started"
+        began = "resumed" if RunDir(run_dir).checkpoint.exists() else "started"
         lines.say(f"{began}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
         def report(record: dict[str, Any]) -> None:
