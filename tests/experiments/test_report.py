@@ -301,3 +301,25 @@ def test_a_stored_spec_this_code_cannot_read_blocks_no_other_report(tmp_path):
     with pytest.warns(UserWarning, match="spec 'old' cannot be read again"):
         specs = report.load_store_specs(store)
     assert [s.name for s in specs] == []
+
+
+def test_bar_chart_shows_each_seeds_value_beside_the_mean(figures, tmp_path):
+    """Three seeds of a row whose mean hides their spread: the bars carry one dot per seed at
+    that seed's own figure, so a reader sees whether the seeds agree."""
+    from cranerec.experiments.runner import run_experiment
+    from cranerec.experiments.spec import parse_spec
+
+    raw = tiny_spec(models=["bpr"], seeds=[1, 2, 3], reference={})
+    raw["report"] = [{"kind": "bars", "metrics": ["recall@20"], "split": "valid"}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_experiment(spec, store, progress=False)
+    report.spec_report(spec, store, tmp_path)
+    (fig,) = figures
+    from matplotlib.collections import PathCollection
+
+    (dots,) = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    want = sorted(r.results["valid"]["recall@20"] for r in store.runs(spec.name))
+    assert sorted(dots.get_offsets()[:, 1].tolist()) == pytest.approx(want)
+    (bar,) = fig.axes[0].patches
+    assert bar.get_height() == pytest.approx(np.mean(want))

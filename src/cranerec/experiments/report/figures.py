@@ -44,6 +44,11 @@ def figure_bars(
             capsize=3,
             label=f"{section.split} {short(m)}",
         )
+        for b, g in zip(bars, groups, strict=True):  # each seed's own value: the spread shows
+            per_seed = g.values(section.split, m)
+            if len(per_seed) > 1:
+                centre = b.get_x() + b.get_width() / 2
+                ax.scatter([centre] * len(per_seed), per_seed, s=9, color="black", zorder=3)
         for b, v in zip(bars, mu, strict=True):
             ax.annotate(
                 f"{v:.4f}",
@@ -56,8 +61,9 @@ def figure_bars(
             )
     ax.set_xticks(x)
     ax.set_xticklabels([g.label for g in groups], rotation=20, ha="right")
-    ax.set_ylabel("metric value")
-    top = max((b.get_height() for b in ax.patches), default=1.0)
+    ax.set_ylabel("metric value (mean ± std; dots: seeds)")
+    seeds = [v for g in groups for m in metrics for v in g.values(section.split, m)]
+    top = max([b.get_height() for b in ax.patches] + seeds, default=1.0)
     ax.set_ylim(0, top * 1.25)  # room for the legend above the bars
     ax.legend(loc="upper left", ncol=len(metrics))
     ax.grid(axis="y", alpha=0.3)
