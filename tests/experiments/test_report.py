@@ -323,3 +323,35 @@ def test_bar_chart_shows_each_seeds_value_beside_the_mean(figures, tmp_path):
     assert sorted(dots.get_offsets()[:, 1].tolist()) == pytest.approx(want)
     (bar,) = fig.axes[0].patches
     assert bar.get_height() == pytest.approx(np.mean(want))
+
+
+def test_search_figure_draws_every_trials_curve_and_where_runs_start_to_be_judged(
+    figures, tmp_path
+):
+    """A reader of a search sees each trial's validation curve, which one was chosen, and the
+    epoch from which `train.min_epochs` lets a run be judged (were trials compared converged?)."""
+    from cranerec.experiments.search import load_trials, run_search
+    from cranerec.experiments.spec import parse_spec
+
+    space = {"train.lr": {"values": [0.001, 0.01]}}
+    section = {"model": "bpr", "dataset": "synthetic", "space": space, "pruner": "none"}
+    raw = tiny_spec(models=[], reference={}, search=section)
+    raw["base"]["train"].update(epochs=3, patience=3, min_epochs=1)
+    raw["report"] = [{"kind": "search"}]
+    spec = parse_spec(raw)
+    store = Store(tmp_path / "store")
+    run_search(spec, store, threads=1)
+    text = report.spec_report(spec, store, tmp_path)
+    assert "-0-search-curves.png)" in text
+    (fig,) = figures
+    ax = fig.axes[0]
+    trials = load_trials(spec, store)
+    curves = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]
+    assert len(curves) == len(trials) == 2
+    for t in trials:  # each line is that trial's reported curve, epoch by epoch
+        assert any(list(ln.get_ydata()) == [t.intermediate_values[e] for e in (1, 2, 3)]
+                   for ln in curves)  # fmt: skip
+    (chosen,) = [ln for ln in curves if ln.get_linewidth() == 2]
+    assert chosen.get_label().startswith("chosen: trial")
+    (judged,) = [ln for ln in ax.get_lines() if "min_epochs" in ln.get_label()]
+    assert list(judged.get_xdata()) == [1.5, 1.5]

@@ -33,7 +33,7 @@ def test_smoke_suite_end_to_end(name, tmp_path):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     kinds = {s.kind for s in spec.report}
     assert bool(images) == bool(
-        kinds & {"bars", "heatmap", "curves", "embedding_map", "efficiency"}
+        kinds & {"bars", "heatmap", "curves", "embedding_map", "efficiency", "search"}
     )
     for image in images:
         assert (report.parent / image).read_bytes()[:8] == PNG

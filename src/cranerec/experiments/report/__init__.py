@@ -134,7 +134,8 @@ def spec_report(
         )
         parts += [f"### {title}", ""]
         if section.kind == "search":
-            parts += [search_section(ctx, storage), ""]
+            png = out_dir / f"{_slug(spec.name)}-{idx}-search-curves.png"
+            parts += [search_section(ctx, storage, png), ""]
             continue
         if section.kind == "efficiency":
             if not ctx.done:

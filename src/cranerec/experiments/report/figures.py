@@ -385,3 +385,38 @@ def _title(ctx: Context, section: ReportSection, dataset: str, groups: list[Grou
         " (SYNTHETIC data)" if synthetic else ""
     )
     return textwrap.fill(title, width=70)
+
+
+def figure_search_curves(
+    trials: list[Any], metric: str, min_epochs: int, chosen: Any, title: str, path: Path
+) -> Path | None:
+    """Every trial's validation curve as the pruner saw it (thin; pruned ones dashed), the chosen
+    trial bold, and a dotted line where ``train.min_epochs`` first lets a run be judged: whether
+    the trials were compared after they converged or on early snapshots shows at a glance."""
+    Figure = require("matplotlib.figure", "experiments", "the report's figures").Figure  # noqa: N806
+
+    drawn = [t for t in trials if t.intermediate_values]
+    if not drawn:
+        return None
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for t in drawn:
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        if t is chosen:
+            ax.plot(steps, values, color="black", linewidth=2, zorder=3,
+                    label=f"chosen: trial {t.number} (valid {short(metric)} {t.value:.4f})")  # fmt: skip
+        else:
+            style = "--" if t.state.name == "PRUNED" else "-"
+            ax.plot(steps, values, linestyle=style, linewidth=0.9, alpha=0.6)
+    if min_epochs:
+        ax.axvline(min_epochs + 0.5, color="grey", linestyle=":",
+                   label=f"judged from epoch {min_epochs + 1} (train.min_epochs)")  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"valid {short(metric)}")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_title(textwrap.fill(f"{title}: {len(drawn)} trials (pruned: dashed)", width=70))
+    fig.tight_layout()
+    return _save(fig, path)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cranerec.experiments.report.context import Context, _spec_source, fmt, mark, short
+from cranerec.experiments.report.figures import figure_search_curves
 
 
-def search_section(ctx: Context, storage: str | None) -> str:
+def search_section(ctx: Context, storage: str | None, png: Path) -> str:
+    """The study's five best trials by validation, the chosen one's test metrics, and a figure
+    of every trial's validation curve (written to ``png``)."""
     from cranerec.experiments.search import (
         best_trial,
         load_trials,
@@ -34,6 +39,13 @@ def search_section(ctx: Context, storage: str | None) -> str:
     ]
     if best is None:
         return "\n".join(lines + ["No trial has completed yet."])
+    from cranerec.experiments.spec_runs import search_base_raw
+    from cranerec.train.config import resolve_config
+
+    min_epochs = resolve_config(search_base_raw(spec)).train.min_epochs
+    title = f"{spec.name}: every trial's validation curve"
+    if figure_search_curves(trials, metric, min_epochs, best, title, png) is not None:
+        lines += [f"![{title}]({png.name})", ""]
     test = best.user_attrs.get("results", {}).get("test", {})
     valid = best.user_attrs.get("results", {}).get("valid", {})
     keys = [m for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20") if m in test]
