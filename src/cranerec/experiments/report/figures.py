@@ -141,12 +141,12 @@ def figure_curves(
         mean = np.mean([c[:n] for c in curves], axis=0)
         epochs = np.arange(1, n + 1)
         several = len(curves) > 1
-        if several:  # each seed's best, not the best of a mean cut at the shortest seed
+        if several:  # each seed's peak (any epoch, min_epochs or not), not that of a cut mean
             bests = [max(c) for c in curves]
             at = ", ".join(str(int(np.argmax(c)) + 1) for c in curves)
-            label = f"{g.label} (best {np.mean(bests):.4f} mean over seeds, at epochs {at})"
+            label = f"{g.label} (peak {np.mean(bests):.4f} mean over seeds, at epochs {at})"
         else:
-            label = f"{g.label} (best {mean.max():.4f} at epoch {int(mean.argmax()) + 1})"
+            label = f"{g.label} (peak {mean.max():.4f} at epoch {int(mean.argmax()) + 1})"
         (line,) = ax.plot(epochs, mean, label=label, marker="o" if n < 15 else None, markersize=3)
         if several:
             sd = np.std([c[:n] for c in curves], axis=0, ddof=1)
