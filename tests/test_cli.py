@@ -77,7 +77,7 @@ def test_models_lists_every_model_with_settings(capsys):
     # every run's settings, and what a preset changes (not a copy of the defaults)
     assert "train.patience: int = 20" in out and "data.user_min: int = 4" in out
     assert "eval.protocol: 'mmrec' | 'strict' = 'mmrec'" in out
-    assert "preset tiktok changes: model.init='torch', model.rca_width=64" in out
+    assert "preset tiktok changes: model.rca_width=64, model.rca_keys=0" in out
 
 
 def test_models_name_prints_the_whole_description(capsys):
