@@ -3,29 +3,35 @@ judged or not), the value at the first epoch ``train.min_epochs`` lets a run be 
 search kept, and the test Recall@20 (a Markdown table, best kept value first).
 
     .venv/bin/python benchmarks/search_trials.py benchmarks/crane_grid_tiktok.yaml \
-        [--store runs/experiments] [--judged-from 11]
+        [--store runs/experiments]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cranerec.experiments.search import load_trials
 from cranerec.experiments.spec import load_spec
+from cranerec.experiments.spec_runs import search_base_raw
 from cranerec.experiments.store import Store
+from cranerec.train.config import resolve_config
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spec")
     ap.add_argument("--store", default="runs/experiments")
-    ap.add_argument("--judged-from", type=int, default=11, help="train.min_epochs + 1")
     args = ap.parse_args()
     spec = load_spec(args.spec)
+    if spec.search is None:
+        sys.exit(f"error: {args.spec} has no search section (nothing to summarise)")
     trials = load_trials(spec, Store(args.store)) or []
-    keys = list(spec.search.space if isinstance(spec.search.space, dict) else [])
-    keys = keys or sorted({k for t in trials for k in t.params})
-    head = ["trial", *keys, "peak valid (epoch)", f"valid at epoch {args.judged_from}",
+    if not trials:
+        sys.exit(f"error: the search of {args.spec} has no trials in {args.store} (run it first)")
+    judged_from = resolve_config(search_base_raw(spec)).train.min_epochs + 1  # as the search
+    keys = sorted({k for t in trials for k in t.params})
+    head = ["trial", *keys, "peak valid (epoch)", f"valid at epoch {judged_from}",
             "kept: valid (best epoch)", "test R@20", "epochs"]  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for t in sorted(trials, key=lambda t: -(t.value or 0)):
@@ -34,7 +40,7 @@ def main() -> None:
             continue
         peak = max(curve, key=curve.get)
         res = t.user_attrs.get("results", {})
-        judged = curve.get(args.judged_from)
+        judged = curve.get(judged_from)
         kept = (
             f"{t.value:.4f} ({res.get('best_epoch')})"
             if t.state.name == "COMPLETE"
